@@ -1,0 +1,44 @@
+"""switchgear: circuit breaking, a dynamically sized pool and honest metrics for any callable.
+
+Example::
+
+    import switchgear as sg
+
+    breaker = sg.CircuitBreaker("payments", failure_threshold=5, open_timeout=30.0)
+    try:
+        receipt = breaker.call(charge, order)
+    except sg.CircuitOpenError as exc:
+        receipt = queue_for_later(order, retry_after=exc.retry_after)
+
+Every error the library raises on its own derives from :class:`SwitchgearError`
+(see :mod:`switchgear._errors` for the whole tree).
+"""
+
+from __future__ import annotations
+
+from ._breaker import BreakerState, CircuitBreaker
+from ._errors import (
+    CircuitOpenError,
+    PoolClosedError,
+    PoolFullError,
+    PoolTimeoutError,
+    SwitchgearError,
+)
+from ._metrics import LATENCY_BUCKETS, Metrics, Stats, WindowStats
+from ._pool import DynamicPool, PoolStats
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "DynamicPool",
+    "Metrics",
+    "PoolClosedError",
+    "PoolFullError",
+    "PoolStats",
+    "PoolTimeoutError",
+    "Stats",
+    "SwitchgearError",
+    "WindowStats",
+]

@@ -1,0 +1,96 @@
+"""The exceptions switchgear raises itself.
+
+Every one derives from :class:`SwitchgearError`, so ``except sg.SwitchgearError`` catches
+whatever the library decided on its own, while exceptions raised by *your* callable pass
+through unchanged (same object, same traceback)::
+
+    SwitchgearError
+    ├── CircuitOpenError     the breaker rejected the call (OPEN, FORCED_OPEN, or
+    │                        HALF_OPEN with every trial permit taken); has .name,
+    │                        .retry_after (seconds) and .reason
+    ├── PoolFullError        the pool is at max_size and max_waiting callers already wait
+    ├── PoolTimeoutError     waited acquire_timeout seconds at max_size (also a TimeoutError)
+    └── PoolClosedError      the pool was closed (also a RuntimeError)
+
+Invalid arguments to constructors and methods raise the built-in ``ValueError`` or
+``TypeError`` with the argument's name in the message; they are programming errors, not
+runtime conditions, so they are not ``SwitchgearError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircuitOpenError",
+    "PoolClosedError",
+    "PoolFullError",
+    "PoolTimeoutError",
+    "SwitchgearError",
+]
+
+
+class SwitchgearError(Exception):
+    """Base class of every error switchgear raises on its own."""
+
+
+class CircuitOpenError(SwitchgearError):
+    """A circuit breaker rejected a call without running it.
+
+    ``reason`` is ``"circuit_open"`` (OPEN or FORCED_OPEN) or ``"half_open_full"``
+    (HALF_OPEN with all trial permits in use); ``retry_after`` is the number of seconds
+    after which a call may be admitted again (0 when unknown, e.g. FORCED_OPEN).
+
+    Example::
+
+        try:
+            breaker.call(fetch)
+        except sg.CircuitOpenError as exc:
+            print(f"{exc.name} is open, retry in {exc.retry_after:.0f}s")
+    """
+
+    def __init__(self, name: str, retry_after: float, reason: str = "circuit_open") -> None:
+        self.name = name
+        self.retry_after = retry_after
+        self.reason = reason
+        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
+
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float, str]]:
+        return (type(self), (self.name, self.retry_after, self.reason))
+
+
+class PoolFullError(SwitchgearError):
+    """The pool is at ``max_size`` and ``max_waiting`` callers are already waiting."""
+
+    reason = "pool_full"
+
+    def __init__(self, name: str, waiting: int) -> None:
+        self.name = name
+        self.waiting = waiting
+        super().__init__(f"pool {name!r} is full ({waiting} callers waiting)")
+
+    def __reduce__(self) -> tuple[type[PoolFullError], tuple[str, int]]:
+        return (type(self), (self.name, self.waiting))
+
+
+class PoolTimeoutError(SwitchgearError, TimeoutError):
+    """No resource became available within the acquire timeout."""
+
+    reason = "pool_timeout"
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"pool {name!r}: no resource available within {timeout:.3f}s")
+
+    def __reduce__(self) -> tuple[type[PoolTimeoutError], tuple[str, float]]:
+        return (type(self), (self.name, self.timeout))
+
+
+class PoolClosedError(SwitchgearError, RuntimeError):
+    """The pool has been closed; no resource can be acquired from it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"pool {name!r} is closed")
+
+    def __reduce__(self) -> tuple[type[PoolClosedError], tuple[str]]:
+        return (type(self), (self.name,))

@@ -1,0 +1,90 @@
+"""Argument checks shared by every public constructor: each names the bad argument."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+Seconds = float | int | timedelta
+
+
+def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as float seconds; accept int, float or timedelta.
+
+    >>> seconds("open_timeout", timedelta(milliseconds=1500))
+    1.5
+    """
+    if isinstance(value, timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    else:
+        raise TypeError(
+            f"{name} must be seconds as a number or a datetime.timedelta, "
+            f"not {type(value).__name__}"
+        )
+    if math.isnan(result) or math.isinf(result):
+        raise ValueError(f"{name} must be a finite number of seconds, got {result!r}")
+    if result < 0 or (result == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} seconds, got {result!r}")
+    return result
+
+
+def optional_seconds(name: str, value: object, *, allow_zero: bool = False) -> float | None:
+    """Like :func:`seconds`, but ``None`` passes through."""
+    return None if value is None else seconds(name, value, allow_zero=allow_zero)
+
+
+def integer(name: str, value: object, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int >= ``minimum`` (bools are refused)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def ratio(name: str, value: object) -> float:
+    """Return ``value`` as a float in the half-open interval (0, 1]."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number in (0, 1], not {type(value).__name__}")
+    result = float(value)
+    if not 0.0 < result <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return result
+
+
+def optional_ratio(name: str, value: object) -> float | None:
+    """Like :func:`ratio`, but ``None`` passes through."""
+    return None if value is None else ratio(name, value)
+
+
+def callable_(name: str, value: object) -> Callable[..., Any]:
+    """Return ``value`` if it is callable."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, not {type(value).__name__}")
+    return value
+
+
+def optional_callable(name: str, value: object) -> Callable[..., Any] | None:
+    """Like :func:`callable_`, but ``None`` passes through."""
+    return None if value is None else callable_(name, value)
+
+
+def name(argname: str, value: object) -> str:
+    """Return ``value`` if it is a non-empty string without surrounding whitespace."""
+    if not isinstance(value, str):
+        raise TypeError(f"{argname} must be a str, not {type(value).__name__}")
+    if not value or value.strip() != value:
+        raise ValueError(
+            f"{argname} must be a non-empty string without surrounding spaces, got {value!r}"
+        )
+    return value
+
+
+def clock(value: object) -> Callable[[], float]:
+    """Return ``value`` if it is a callable clock."""
+    return callable_("clock", value)
