@@ -24,11 +24,16 @@ from ._errors import (
     PoolTimeoutError,
     SwitchgearError,
 )
+from ._instrument import instrument
 from ._metrics import LATENCY_BUCKETS, Metrics, Stats, WindowStats
 from ._pool import DynamicPool, PoolStats
+from ._protected import protected
+from .asgi import ASGIMiddleware
+from .wsgi import WSGIMiddleware
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "ASGIMiddleware",
     "BreakerState",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -40,5 +45,8 @@ __all__ = [
     "PoolTimeoutError",
     "Stats",
     "SwitchgearError",
+    "WSGIMiddleware",
     "WindowStats",
+    "instrument",
+    "protected",
 ]

@@ -1,0 +1,217 @@
+"""Side-by-side cost of @protected vs its peers, in one run, as ratios of medians.
+
+Variants are measured in alternating rounds (A, B, C, A, B, C, ...) so machine noise hits
+them alike; each figure is the median over rounds of ns per call. "Added" is the variant's
+median minus the bare call's median.
+
+Run:  .venv/bin/python -m benchmarks.bench_protected [--rounds 15] [--calls 200000]
+      (peers come from the ``benchmark`` extra: pip install -e '.[benchmark]')
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import circuitbreaker
+import pybreaker
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+import switchgear as sg
+
+Variant = Callable[[int], float]  # runs n calls, returns elapsed seconds
+
+
+def work(x: int) -> int:
+    return x + 1
+
+
+def sync_loop(fn: Callable[[int], int]) -> Variant:
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        return time.perf_counter() - start
+
+    return run
+
+
+def make_variants() -> dict[str, Variant]:
+    registry = CollectorRegistry()
+
+    # pybreaker + prometheus_client, the way teams glue them today (pre-bound children).
+    pb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+    hist = Histogram("peer_duration_seconds", "d", ["name"], registry=registry).labels("peer")
+    ok = Counter("peer_requests_total", "r", ["name", "outcome"], registry=registry).labels(
+        "peer", "success"
+    )
+    observe, inc = hist.observe, ok.inc
+    pb_call = pb.call
+    perf = time.perf_counter
+
+    def pybreaker_prom(x: int) -> int:
+        start = perf()
+        result = pb_call(work, x)
+        observe(perf() - start)
+        inc()
+        return result
+
+    cb_work = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=30)(work)
+
+    protected = sg.protected(
+        "bench",
+        breaker=sg.CircuitBreaker("bench"),
+        metrics=sg.Metrics("bench", registry=registry),
+    )(work)
+    pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name="bench-pool", min_size=4, max_size=4)
+    protected_pool = sg.protected(
+        "bench-pool",
+        breaker=sg.CircuitBreaker("bench-pool"),
+        metrics=sg.Metrics("bench-pool", registry=registry),
+        pool=pool,
+    )(work)
+
+    return {
+        "bare call": sync_loop(work),
+        "pybreaker + prometheus_client": sync_loop(pybreaker_prom),
+        "circuitbreaker": sync_loop(cb_work),
+        "@protected (breaker + metrics)": sync_loop(protected),
+        "@protected + pool": sync_loop(protected_pool),
+    }
+
+
+def make_async_variants() -> dict[str, Variant]:
+    registry = CollectorRegistry()
+
+    async def awork(x: int) -> int:
+        return x + 1
+
+    aprotected = sg.protected(
+        "bench-async",
+        breaker=sg.CircuitBreaker("bench-async"),
+        metrics=sg.Metrics("bench-async", registry=registry),
+    )(awork)
+
+    def async_loop(fn: Callable[[int], Any]) -> Variant:
+        async def body(n: int) -> float:
+            start = time.perf_counter()
+            for i in range(n):
+                await fn(i)
+            return time.perf_counter() - start
+
+        def run(n: int) -> float:
+            return asyncio.run(body(n))
+
+        return run
+
+    return {
+        "async bare call": async_loop(awork),
+        "async @protected (breaker + metrics)": async_loop(aprotected),
+    }
+
+
+def threads_variant(fn: Callable[[int], int], threads: int) -> Variant:
+    def run(n: int) -> float:
+        per = n // threads
+        barrier = threading.Barrier(threads + 1)
+
+        def worker() -> None:
+            barrier.wait()
+            for i in range(per):
+                fn(i)
+
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for t in pool:
+            t.join()
+        return time.perf_counter() - start
+
+    return run
+
+
+def measure(variants: dict[str, Variant], rounds: int, calls: int) -> dict[str, float]:
+    """Median ns per call of each variant over alternating rounds."""
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    for run in variants.values():
+        run(calls // 10)  # warm up
+    for _ in range(rounds):
+        for name, run in variants.items():
+            results[name].append(run(calls) / calls * 1e9)
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=200_000)
+    args = parser.parse_args(argv)
+
+    sync = measure(make_variants(), args.rounds, args.calls)
+    asyn = measure(make_async_variants(), args.rounds, args.calls // 2)
+
+    registry = CollectorRegistry()
+    threaded_fn = sg.protected(
+        "bench-threads",
+        breaker=sg.CircuitBreaker("bench-threads"),
+        metrics=sg.Metrics("bench-threads", registry=registry),
+    )(work)
+    pb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+
+    def pb_fn(x: int) -> int:
+        return pb.call(work, x)
+
+    threaded = measure(
+        {
+            "@protected 1 thread": threads_variant(threaded_fn, 1),
+            "@protected 8 threads": threads_variant(threaded_fn, 8),
+            "pybreaker 1 thread": threads_variant(pb_fn, 1),
+            "pybreaker 8 threads": threads_variant(pb_fn, 8),
+        },
+        max(args.rounds // 3, 3),
+        args.calls,
+    )
+
+    bare = sync["bare call"]
+    peer_added = sync["pybreaker + prometheus_client"] - bare
+    print(f"# switchgear benchmark — Python {platform.python_version()} on {platform.machine()}")
+    print(f"rounds={args.rounds} calls/round={args.calls}; medians, ns per call\n")
+    print("| variant | ns/call | added vs bare | added / pybreaker+prom added |")
+    print("|---|---:|---:|---:|")
+    for name, ns in sync.items():
+        added = ns - bare
+        ratio = added / peer_added if name != "bare call" else 0.0
+        print(f"| {name} | {ns:.0f} | {added:.0f} | {ratio:.2f} |")
+    abare = asyn["async bare call"]
+    for name, ns in asyn.items():
+        print(f"| {name} | {ns:.0f} | {ns - abare:.0f} | |")
+    print("\n| threads | calls/s | ratio 8 threads / 1 thread |")
+    print("|---|---:|---:|")
+    for lib in ("@protected", "pybreaker"):
+        one = 1e9 / threaded[f"{lib} 1 thread"]
+        eight = 1e9 / threaded[f"{lib} 8 threads"]
+        print(f"| {lib} 1 thread | {one:,.0f} | |")
+        print(f"| {lib} 8 threads | {eight:,.0f} | {eight / one:.2f} |")
+    protected_added = sync["@protected (breaker + metrics)"] - bare
+    async_added = asyn["async @protected (breaker + metrics)"] - abare
+    print(
+        f"\nbars: sync added {protected_added:.0f} ns (<= 600), "
+        f"{protected_added / peer_added:.2f} of pybreaker+prom (<= 0.33); "
+        f"async added {async_added:.0f} ns (<= 800); "
+        f"8/1 threads {threaded['@protected 1 thread'] / threaded['@protected 8 threads']:.2f}"
+        " (>= 0.95)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

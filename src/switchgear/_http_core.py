@@ -1,0 +1,398 @@
+"""What the ASGI and WSGI middleware share: options, per-route components, recording.
+
+The adapters (``asgi.py``, ``wsgi.py``) do the I/O; this module decides. Per request they
+call :meth:`HttpCore.lookup` (one dict lookup: the route learned for this path), admit on
+the breaker it names, run the app, then :meth:`HttpCore.complete` once with the outcome.
+
+Why recording is split the way it is:
+
+* The breaker must decide *before* the app runs, but the route is only known *after* the
+  framework matched it. Paths seen before are admitted on their route's breaker with the
+  breaker's token protocol, exactly like ``@protected``.
+* A path seen for the first time is admitted without a breaker decision (there is no route
+  to ask yet). Its result is then counted on the route's breaker only if that breaker is
+  CLOSED, as if it had been admitted at that moment: in HALF_OPEN it did not take a trial
+  permit, so it must not spend one or close the breaker; in OPEN nothing is counted anyway.
+  Its metrics are recorded normally. The next request to the path (or to any path of the
+  same shape, e.g. ``/items/<another id>``) goes through the breaker.
+* A failure inside recording (a metrics backend error, a user ``failure_status`` that
+  raises) is logged once and never reaches the user's request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from . import _validate as v
+from ._breaker import FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from ._endpoints import Response, error_response, json_response, status_document
+from ._http_auth import Auth, Headers, make_auth
+from ._metrics import Metrics
+from ._pool import DynamicPool
+from ._routes import OTHER, UNMATCHED, RouteCache
+
+__all__ = ["GLOBAL_BREAKER_NAME", "HttpCore", "HttpMiddlewareBase", "Route", "log_once"]
+
+logger = logging.getLogger("switchgear")
+
+#: The name of the one breaker used with ``breaker_per_route=False``.
+GLOBAL_BREAKER_NAME = "http"
+
+_logged: set[str] = set()
+
+
+def log_once(key: str, message: str, *args: object) -> None:
+    """Log ``message`` (with the current exception, if any) the first time ``key`` is seen."""
+    if key in _logged:
+        return
+    _logged.add(key)
+    logger.error(message, *args, exc_info=sys.exc_info()[0] is not None)
+
+
+class Route:
+    """The components of one route key: its breaker and metrics, methods pre-bound."""
+
+    __slots__ = ("breaker", "key", "method", "metrics", "record", "reject", "template")
+
+    def __init__(
+        self,
+        key: str,
+        method: str,
+        template: str | None,
+        breaker: CircuitBreaker,
+        metrics: Metrics,
+    ) -> None:
+        self.key = key
+        self.method = method
+        self.template = template
+        self.breaker = breaker
+        self.metrics = metrics
+        self.record: Callable[[float, bool, bool], None] = metrics._record
+        self.reject: Callable[[str], None] = metrics._reject
+
+    def __repr__(self) -> str:
+        return f"<Route {self.key!r}>"
+
+
+def _path_option(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a path string or None, not {type(value).__name__}")
+    if not value.startswith("/") or any(c.isspace() for c in value) or "?" in value:
+        raise ValueError(
+            f"{name} must be a path starting with '/' (no spaces or '?'), got {value!r}"
+        )
+    return value
+
+
+def _exclude_option(value: object) -> tuple[frozenset[str], tuple[str, ...]]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(
+            "exclude_paths must be a collection of path strings (a lone string is not), "
+            f"not {type(value).__name__}"
+        )
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError(f"exclude_paths items must be strings, not {type(item).__name__}")
+        if not item.startswith("/"):
+            raise ValueError(f"exclude_paths items must start with '/', got {item!r}")
+        if item.endswith("*"):
+            prefixes.append(item[:-1])
+        else:
+            exact.add(item)
+    return frozenset(exact), tuple(prefixes)
+
+
+def _int_option(name: str, value: object, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+    return value
+
+
+def _breaker_options(value: object, clock: Callable[[], float]) -> dict[str, Any]:
+    if value is None:
+        options: dict[str, Any] = {}
+    elif isinstance(value, Mapping):
+        options = dict(value)
+    else:
+        raise TypeError(
+            f"breaker_options must be a mapping of CircuitBreaker keyword arguments, "
+            f"not {type(value).__name__}"
+        )
+    for key in options:
+        if not isinstance(key, str):
+            raise TypeError(f"breaker_options keys must be strings, got {key!r}")
+    if "name" in options:
+        raise ValueError("breaker_options must not contain 'name': each route's key is its name")
+    options.setdefault("clock", clock)
+    return options
+
+
+def _probe(options: dict[str, Any]) -> CircuitBreaker:
+    """A breaker built from ``options`` now, so a bad option fails here, not on a request."""
+    try:
+        return CircuitBreaker("breaker_options", **options)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"breaker_options: {exc}") from None
+
+
+class HttpCore:
+    """Validated middleware options plus the live per-route components."""
+
+    def __init__(
+        self,
+        *,
+        metrics_path: object,
+        status_path: object,
+        breaker_per_route: object,
+        failure_status: object,
+        breaker_options: object,
+        pool: object,
+        exclude_paths: object,
+        endpoint_auth: object,
+        registry: object,
+        max_routes: object,
+        pool_full_status: object,
+        clock: object,
+    ) -> None:
+        self.clock: Callable[[], float] = v.clock(clock)
+        self.metrics_path = _path_option("metrics_path", metrics_path)
+        self.status_path = _path_option("status_path", status_path)
+        if self.metrics_path is not None and self.metrics_path == self.status_path:
+            raise ValueError("metrics_path and status_path must differ")
+        if not isinstance(breaker_per_route, bool):
+            raise TypeError(
+                f"breaker_per_route must be a bool, not {type(breaker_per_route).__name__}"
+            )
+        self.breaker_per_route = breaker_per_route
+        self.failure_status: Callable[[Any], object] = v.callable_("failure_status", failure_status)
+        self.breaker_options = _breaker_options(breaker_options, self.clock)
+        # Every route's breaker has these options, so this one classifies exceptions for all.
+        self.classify = _probe(self.breaker_options).classify
+        if pool is not None and not isinstance(pool, DynamicPool):
+            raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
+        self.pool: DynamicPool[Any] | None = pool
+        self.exclude_exact, self.exclude_prefixes = _exclude_option(exclude_paths)
+        self.auth: Auth | None = make_auth(endpoint_auth)
+        if registry is not None:
+            from prometheus_client import CollectorRegistry
+
+            if not isinstance(registry, CollectorRegistry):
+                raise TypeError(
+                    "registry must be a prometheus_client.CollectorRegistry or None, "
+                    f"not {type(registry).__name__}"
+                )
+        self.registry = registry
+        self.max_routes = _int_option("max_routes", max_routes, 1, 100_000)
+        self.pool_full_status = _int_option("pool_full_status", pool_full_status, 400, 599)
+
+        # Paths answered by the middleware itself, or passed through untouched.
+        self.special: dict[str, str] = dict.fromkeys(self.exclude_exact, "exclude")
+        if self.metrics_path is not None:
+            self.special[self.metrics_path] = "metrics"
+        if self.status_path is not None:
+            self.special[self.status_path] = "status"
+
+        self.cache: RouteCache[Route] = RouteCache(10_000)
+        self._routes: dict[str, Route] = {}
+        self._counted = 0  # keys counted against max_routes
+        self._lock = threading.Lock()
+        self.global_breaker: CircuitBreaker | None = None
+        if not breaker_per_route:
+            self.global_breaker = CircuitBreaker(GLOBAL_BREAKER_NAME, **self.breaker_options)
+            self._global_metrics = self._new_metrics(GLOBAL_BREAKER_NAME)
+            self._global_metrics.attach(self.global_breaker)
+        self._pool_attached = False
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def _new_metrics(self, key: str) -> Metrics:
+        return Metrics(key, registry=self.registry, clock=self.clock)
+
+    def lookup(self, method: str, path: str) -> Route | None:
+        """The route learned for this request's path, if any (one dict lookup on a hit)."""
+        return self.cache.get(method, path)
+
+    def route_for(self, method: str, template: str | None) -> Route:
+        """The route of ``method template`` (``<unmatched>`` for None), created on first use.
+
+        Beyond ``max_routes`` distinct keys, new ones share ``<other>``.
+        """
+        key = UNMATCHED if template is None else f"{method} {template}"
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        with self._lock:
+            route = self._routes.get(key)
+            if route is not None:
+                return route
+            if template is not None and self._counted >= self.max_routes:
+                key, template = OTHER, None
+                route = self._routes.get(key)
+                if route is not None:
+                    return route
+            route = self._create(key, method if template is not None else "", template)
+            if template is not None:
+                self._counted += 1
+            self._routes[key] = route
+            return route
+
+    def _create(self, key: str, method: str, template: str | None) -> Route:
+        metrics = self._new_metrics(key)
+        if self.global_breaker is not None:
+            breaker = self.global_breaker
+        else:
+            breaker = CircuitBreaker(key, **self.breaker_options)
+            metrics.attach(breaker)
+        if self.pool is not None and not self._pool_attached:
+            # The pool reports through one Metrics (its gauges are keyed by pool name).
+            metrics.attach(self.pool)
+            self._pool_attached = True
+        return Route(key, method, template, breaker, metrics)
+
+    def routes(self) -> dict[str, Route]:
+        """A snapshot of the live routes by key."""
+        with self._lock:
+            return dict(self._routes)
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def status_outcome(self, status: object) -> int:
+        """FAILURE if ``failure_status(status)`` holds, else SUCCESS; never raises."""
+        try:
+            failed = bool(self.failure_status(status))
+        except Exception:
+            log_once("failure_status", "switchgear: failure_status(%r) raised", status)
+            failed = not isinstance(status, int) or status >= 500
+        return FAILURE if failed else SUCCESS
+
+    def reject(self, route: Route | None, reason: str) -> None:
+        """Count one rejection (on ``<unmatched>`` when the route is not known yet)."""
+        try:
+            if route is None:
+                route = self.route_for("", None)
+            route.reject(reason)
+        except Exception:
+            log_once("reject", "switchgear: recording a rejection failed")
+
+    def complete(
+        self,
+        admitted: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        method: str,
+        path: str,
+        template: str | None,
+        outcome: int,
+        duration: float,
+        cold_start: bool,
+        counted: bool,
+    ) -> None:
+        """Record one finished request exactly once; never raises.
+
+        ``admitted``/``breaker``/``token`` are what admission used (the learned route and its
+        breaker, the global breaker, or nothing); ``template`` is what the framework matched
+        (None = could not tell). ``counted=False`` (client gone, cancelled) still returns the
+        breaker's permit but records no metrics.
+        """
+        try:
+            if not counted and admitted is not None:
+                # Client gone / cancelled: give the breaker's permit back, record nothing.
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)
+                return
+            if admitted is not None and (template is None or template == admitted.template):
+                route = admitted  # the common case: the path's route did not change
+            else:
+                route = self.route_for(method, template)
+                self.cache.learn(method, path, route)
+            if breaker is not None and route.breaker is breaker:
+                breaker._finish(token, outcome, duration)
+            else:
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)  # give a trial permit back
+                late = route.breaker
+                gen = late._closed_gen
+                if gen is not None and outcome != NEUTRAL:
+                    late._finish(gen, outcome, duration)
+            if counted:
+                route.record(duration, outcome != FAILURE, cold_start)
+        except Exception:
+            log_once("record", "switchgear: recording an HTTP request failed")
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def check_auth(self, headers: Headers) -> object:
+        """The auth predicate's verdict (maybe an awaitable); True when there is no auth."""
+        if self.auth is None:
+            return True
+        try:
+            return self.auth(headers)
+        except Exception:
+            log_once("endpoint_auth", "switchgear: endpoint_auth raised; request denied")
+            return False
+
+    def metrics_response(self, accept: str) -> Response:
+        """``/metrics``: Prometheus text, or OpenMetrics when ``accept`` asks for it."""
+        from ._metrics import render_latest
+
+        try:
+            body, content_type = render_latest(self.registry, accept=accept)
+        except Exception:
+            log_once("render", "switchgear: rendering metrics failed")
+            return error_response(500, "internal_error")
+        return (
+            200,
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+            body,
+        )
+
+    def status_response(self) -> Response:
+        """The status endpoint: per route totals, window and breaker state; pools; memory."""
+        try:
+            names: dict[str, tuple[object, object, str]] = {}
+            memory: tuple[int, int] | None = None
+            for key, route in sorted(self.routes().items()):
+                stats = route.metrics.stats()
+                if memory is None:
+                    memory = (
+                        int(getattr(stats, "memory_used", 0)),
+                        int(getattr(stats, "memory_limit", 0)),
+                    )
+                names[key] = (stats, route.metrics.window_stats(), route.breaker.state.value)
+            if memory is None:
+                from ._memory import read_memory
+
+                memory = read_memory()
+            pools = {self.pool.name: self.pool.stats()} if self.pool is not None else {}
+            return json_response(200, status_document(names, pools, memory))
+        except Exception:
+            log_once("status", "switchgear: rendering the status document failed")
+            return error_response(500, "internal_error")
+
+
+class HttpMiddlewareBase:
+    """Introspection shared by the ASGI and WSGI middleware."""
+
+    _core: HttpCore
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The breaker of each route key seen so far (one shared breaker when not per route)."""
+        return {key: route.breaker for key, route in self._core.routes().items()}
+
+    def metrics(self) -> dict[str, Metrics]:
+        """The :class:`~switchgear.Metrics` of each route key seen so far."""
+        return {key: route.metrics for key, route in self._core.routes().items()}

@@ -1,0 +1,562 @@
+"""``@protected``: admission (breaker, then pool), the call, one timing, one record.
+
+Everything that can be decided at decoration time is: the kind of callable (sync, coroutine,
+generator, async generator), which components exist, and which of a few specialised wrappers
+runs. The common case (breaker + metrics, no pool, no fallback, no timeout) is a short closure
+over pre-bound methods: no per-call lookups, allocations of config objects, or locks held
+across the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, TypeVar, overload
+
+from . import _validate as v
+from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from ._metrics import Metrics
+from ._pool import DynamicPool
+from ._registry import breaker_named, register_breaker
+
+__all__ = ["protected"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_REJECTIONS = (CircuitOpenError, PoolFullError, PoolTimeoutError)
+
+
+class _Plan:
+    """The resolved components and options of one protected callable."""
+
+    __slots__ = ("breaker", "fallback", "metrics", "name", "pool", "resource_arg", "timeout")
+
+    def __init__(
+        self,
+        name: str,
+        breaker: CircuitBreaker,
+        metrics: Metrics,
+        pool: DynamicPool[Any] | None,
+        fallback: Callable[..., Any] | None,
+        timeout: float | None,
+        resource_arg: str | None,
+    ) -> None:
+        self.name = name
+        self.breaker = breaker
+        self.metrics = metrics
+        self.pool = pool
+        self.fallback = fallback
+        self.timeout = timeout
+        self.resource_arg = resource_arg
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if qualname is None:
+        qualname = type(fn).__qualname__
+    return f"{module}.{qualname}" if module else str(qualname)
+
+
+def _plan(
+    fn: Callable[..., Any],
+    name: str | None,
+    breaker: CircuitBreaker | None,
+    pool: DynamicPool[Any] | None,
+    metrics: Metrics | None,
+    fallback: Callable[..., Any] | None,
+    timeout: object,
+    resource_arg: str | None,
+) -> _Plan:
+    if breaker is not None and not isinstance(breaker, CircuitBreaker):
+        raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
+    if metrics is not None and not isinstance(metrics, Metrics):
+        raise TypeError(f"metrics must be a switchgear.Metrics, not {type(metrics).__name__}")
+    if pool is not None and not isinstance(pool, DynamicPool):
+        raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
+    if name is None:
+        name = breaker.name if breaker is not None else _default_name(fn)
+    v.name("name", name)
+    if breaker is not None and breaker.name != name:
+        raise ValueError(
+            f"breaker is named {breaker.name!r} but the protected name is {name!r}; "
+            "they must match (metrics and status are keyed by that name)"
+        )
+    if metrics is not None and metrics.name != name:
+        raise ValueError(
+            f"metrics is named {metrics.name!r} but the protected name is {name!r}; they must match"
+        )
+    v.optional_callable("fallback", fallback)
+    timeout_s = v.optional_seconds("timeout", timeout)
+    if resource_arg is not None:
+        if pool is None:
+            raise ValueError("resource_arg needs a pool= to lease the resource from")
+        if not isinstance(resource_arg, str) or not resource_arg.isidentifier():
+            raise ValueError(f"resource_arg must be a keyword argument name, got {resource_arg!r}")
+    breaker = register_breaker(breaker) if breaker is not None else breaker_named(name)
+    if metrics is None:
+        metrics = Metrics(name)
+    metrics.attach(breaker)
+    if pool is not None:
+        metrics.attach(pool)
+    return _Plan(name, breaker, metrics, pool, fallback, timeout_s, resource_arg)
+
+
+@overload
+def protected(target: F, /) -> F: ...
+
+
+@overload
+def protected(
+    target: str | None = None,
+    /,
+    *,
+    breaker: CircuitBreaker | None = None,
+    pool: DynamicPool[Any] | None = None,
+    metrics: Metrics | None = None,
+    fallback: Callable[..., Any] | None = None,
+    timeout: float | None = None,
+    resource_arg: str | None = None,
+) -> Callable[[F], F]: ...
+
+
+def protected(
+    target: Any = None,
+    /,
+    *,
+    breaker: CircuitBreaker | None = None,
+    pool: DynamicPool[Any] | None = None,
+    metrics: Metrics | None = None,
+    fallback: Callable[..., Any] | None = None,
+    timeout: float | None = None,
+    resource_arg: str | None = None,
+) -> Any:
+    """Protect a callable with a circuit breaker (and optionally a pool) and measure it.
+
+    Works on functions, coroutine functions, methods, classmethods, staticmethods, and sync
+    and async generators (timed over the whole iteration). Components with the same name are
+    shared; the default name is the function's module-qualified name.
+
+    Example::
+
+        @sg.protected
+        def lookup(key): ...
+
+        @sg.protected("payments", pool=engines, resource_arg="engine",
+                      fallback=lambda exc, order, **kw: "queued", timeout=2.0)
+        async def charge(order, *, engine): ...
+
+    Rejections raise :class:`CircuitOpenError`, :class:`PoolFullError` or
+    :class:`PoolTimeoutError` (or return ``fallback(exc, *args, **kwargs)``) and are counted
+    in ``switchgear_rejected_total``, never as breaker failures. Exceptions from the callable
+    pass through unchanged unless ``fallback`` handles a failure.
+    """
+    options = {
+        "breaker": breaker,
+        "pool": pool,
+        "metrics": metrics,
+        "fallback": fallback,
+        "timeout": timeout,
+        "resource_arg": resource_arg,
+    }
+    if target is None or isinstance(target, str):
+        name = target
+
+        def decorate(fn: F) -> F:
+            return _wrap(fn, name, **options)  # type: ignore[arg-type,no-any-return]
+
+        # Validate what can be validated before the function is seen.
+        if timeout is not None:
+            v.seconds("timeout", timeout)
+        if fallback is not None:
+            v.callable_("fallback", fallback)
+        return decorate
+    return _wrap(target, None, **options)  # type: ignore[arg-type]
+
+
+def _wrap(
+    fn: Any,
+    name: str | None,
+    *,
+    breaker: CircuitBreaker | None,
+    pool: DynamicPool[Any] | None,
+    metrics: Metrics | None,
+    fallback: Callable[..., Any] | None,
+    timeout: float | None,
+    resource_arg: str | None,
+) -> Any:
+    if isinstance(fn, (classmethod, staticmethod)):
+        inner = _wrap(
+            fn.__func__,
+            name,
+            breaker=breaker,
+            pool=pool,
+            metrics=metrics,
+            fallback=fallback,
+            timeout=timeout,
+            resource_arg=resource_arg,
+        )
+        return type(fn)(inner)
+    if not callable(fn):
+        raise TypeError(f"@protected needs a callable, not {type(fn).__name__}")
+    plan = _plan(fn, name, breaker, pool, metrics, fallback, timeout, resource_arg)
+    if inspect.isasyncgenfunction(fn):
+        wrapper = _async_gen_wrapper(fn, plan)
+    elif inspect.isgeneratorfunction(fn):
+        wrapper = _gen_wrapper(fn, plan)
+    elif inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        wrapper = _async_wrapper(fn, plan)
+    elif plan.pool is None and plan.fallback is None and plan.timeout is None:
+        wrapper = _fast_sync_wrapper(fn, plan)
+    else:
+        wrapper = _sync_wrapper(fn, plan)
+    with contextlib.suppress(AttributeError):  # exotic callables without __dict__
+        functools.update_wrapper(wrapper, fn)
+    wrapper.__switchgear__ = plan  # type: ignore[attr-defined]
+    return wrapper
+
+
+# -- sync -----------------------------------------------------------------------------------
+
+
+def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
+    admit = plan.breaker._admit
+    finish = plan.breaker._finish
+    classify = plan.breaker.classify
+    clock = plan.breaker._clock
+    record = plan.metrics._record
+    reject = plan.metrics._reject
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            token = admit()
+        except CircuitOpenError as exc:
+            reject(exc.reason)
+            raise
+        start = clock()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            duration = clock() - start
+            outcome = classify(exc)
+            finish(token, outcome, duration)
+            if not isinstance(exc, _NEVER_COUNTED):
+                record(duration, outcome != FAILURE, False)
+            raise
+        duration = clock() - start
+        finish(token, SUCCESS, duration)
+        record(duration, True, False)
+        return result
+
+    return wrapper
+
+
+def _sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
+    breaker = plan.breaker
+    admit = breaker._admit
+    finish = breaker._finish
+    classify = breaker.classify
+    clock = breaker._clock
+    record = plan.metrics._record
+    reject = plan.metrics._reject
+    pool = plan.pool
+    fallback = plan.fallback
+    timeout = plan.timeout
+    resource_arg = plan.resource_arg
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            token = admit()
+        except CircuitOpenError as exc:
+            reject(exc.reason)
+            if fallback is None:
+                raise
+            return fallback(exc, *args, **kwargs)
+        cold = False
+        resource: Any = None
+        if pool is not None:
+            try:
+                resource, cold, _ = pool._acquire_ex()
+            except (PoolFullError, PoolTimeoutError) as exc:
+                finish(token, NEUTRAL, 0.0)  # the call never ran: give the permit back
+                reject(exc.reason)
+                if fallback is None:
+                    raise
+                return fallback(exc, *args, **kwargs)
+            except BaseException:
+                finish(token, NEUTRAL, 0.0)
+                raise
+            if resource_arg is not None:
+                kwargs[resource_arg] = resource
+        start = clock()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            duration = clock() - start
+            if pool is not None:
+                pool.release(resource)
+            outcome = classify(exc)
+            finish(token, outcome, duration)
+            if isinstance(exc, _NEVER_COUNTED):
+                raise
+            record(duration, outcome != FAILURE, cold)
+            if outcome == FAILURE and fallback is not None:
+                if resource_arg is not None:
+                    kwargs.pop(resource_arg, None)
+                return fallback(exc, *args, **kwargs)
+            raise
+        duration = clock() - start
+        if pool is not None:
+            pool.release(resource)
+        # A sync call cannot be interrupted: one over its timeout returns its result but
+        # counts as a failure, so a slow dependency still trips the breaker.
+        ok = timeout is None or duration <= timeout
+        finish(token, SUCCESS if ok else FAILURE, duration)
+        record(duration, ok, cold)
+        return result
+
+    return wrapper
+
+
+# -- async ----------------------------------------------------------------------------------
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
+    breaker = plan.breaker
+    admit = breaker._admit
+    finish = breaker._finish
+    classify = breaker.classify
+    clock = breaker._clock
+    record = plan.metrics._record
+    reject = plan.metrics._reject
+    pool = plan.pool
+    fallback = plan.fallback
+    timeout = plan.timeout
+    resource_arg = plan.resource_arg
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            token = admit()
+        except CircuitOpenError as exc:
+            reject(exc.reason)
+            if fallback is None:
+                raise
+            return await _maybe_await(fallback(exc, *args, **kwargs))
+        cold = False
+        resource: Any = None
+        if pool is not None:
+            try:
+                resource, cold, _ = await pool._acquire_ex_async()
+            except (PoolFullError, PoolTimeoutError) as exc:
+                finish(token, NEUTRAL, 0.0)
+                reject(exc.reason)
+                if fallback is None:
+                    raise
+                return await _maybe_await(fallback(exc, *args, **kwargs))
+            except BaseException:
+                finish(token, NEUTRAL, 0.0)
+                raise
+            if resource_arg is not None:
+                kwargs[resource_arg] = resource
+        start = clock()
+        timed_out = False
+        try:
+            if timeout is None:
+                result = await fn(*args, **kwargs)
+            else:
+                try:
+                    result = await asyncio.wait_for(fn(*args, **kwargs), timeout)
+                except asyncio.TimeoutError as exc:
+                    # wait_for cancelled the call; to the breaker that is a failure.
+                    timed_out = True
+                    raise TimeoutError(f"{plan.name!r} did not finish within {timeout:g}s") from exc
+        except BaseException as exc:
+            duration = clock() - start
+            if pool is not None:
+                pool.release(resource)
+            outcome = FAILURE if timed_out else classify(exc)
+            finish(token, outcome, duration)
+            if isinstance(exc, _NEVER_COUNTED):
+                raise
+            record(duration, outcome != FAILURE, cold)
+            if outcome == FAILURE and fallback is not None:
+                if resource_arg is not None:
+                    kwargs.pop(resource_arg, None)
+                return await _maybe_await(fallback(exc, *args, **kwargs))
+            raise
+        duration = clock() - start
+        if pool is not None:
+            pool.release(resource)
+        finish(token, SUCCESS, duration)
+        record(duration, True, cold)
+        return result
+
+    return wrapper
+
+
+# -- generators -----------------------------------------------------------------------------
+
+
+def _gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
+    """Admission when iteration starts; timed and recorded when it ends."""
+    breaker = plan.breaker
+    clock = breaker._clock
+    record = plan.metrics._record
+    reject = plan.metrics._reject
+    pool = plan.pool
+    fallback = plan.fallback
+    timeout = plan.timeout
+    resource_arg = plan.resource_arg
+
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        try:
+            token = breaker._admit()
+        except CircuitOpenError as exc:
+            reject(exc.reason)
+            if fallback is None:
+                raise
+            return (yield from _as_iterable(fallback(exc, *args, **kwargs)))
+        cold = False
+        resource: Any = None
+        if pool is not None:
+            try:
+                resource, cold, _ = pool._acquire_ex()
+            except (PoolFullError, PoolTimeoutError) as exc:
+                breaker._finish(token, NEUTRAL, 0.0)
+                reject(exc.reason)
+                if fallback is None:
+                    raise
+                return (yield from _as_iterable(fallback(exc, *args, **kwargs)))
+            except BaseException:
+                breaker._finish(token, NEUTRAL, 0.0)
+                raise
+            if resource_arg is not None:
+                kwargs[resource_arg] = resource
+        start = clock()
+        try:
+            result = yield from fn(*args, **kwargs)
+        except GeneratorExit:
+            # The consumer stopped early (break, close()): a normal end of the call.
+            duration = clock() - start
+            if pool is not None:
+                pool.release(resource)
+            breaker._finish(token, SUCCESS, duration)
+            record(duration, True, cold)
+            raise
+        except BaseException as exc:
+            duration = clock() - start
+            if pool is not None:
+                pool.release(resource)
+            outcome = breaker.classify(exc)
+            breaker._finish(token, outcome, duration)
+            if not isinstance(exc, _NEVER_COUNTED):
+                record(duration, outcome != FAILURE, cold)
+            raise
+        duration = clock() - start
+        if pool is not None:
+            pool.release(resource)
+        ok = timeout is None or duration <= timeout
+        breaker._finish(token, SUCCESS if ok else FAILURE, duration)
+        record(duration, ok, cold)
+        return result
+
+    return wrapper
+
+
+def _as_iterable(value: Any) -> Any:
+    return value if hasattr(value, "__iter__") else iter((value,))
+
+
+def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
+    breaker = plan.breaker
+    clock = breaker._clock
+    record = plan.metrics._record
+    reject = plan.metrics._reject
+    pool = plan.pool
+    fallback = plan.fallback
+    resource_arg = plan.resource_arg
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        try:
+            token = breaker._admit()
+        except CircuitOpenError as exc:
+            reject(exc.reason)
+            if fallback is None:
+                raise
+            async for item in _as_async_iterable(fallback(exc, *args, **kwargs)):
+                yield item
+            return
+        cold = False
+        resource: Any = None
+        if pool is not None:
+            try:
+                resource, cold, _ = await pool._acquire_ex_async()
+            except (PoolFullError, PoolTimeoutError) as exc:
+                breaker._finish(token, NEUTRAL, 0.0)
+                reject(exc.reason)
+                if fallback is None:
+                    raise
+                async for item in _as_async_iterable(fallback(exc, *args, **kwargs)):
+                    yield item
+                return
+            except BaseException:
+                breaker._finish(token, NEUTRAL, 0.0)
+                raise
+            if resource_arg is not None:
+                kwargs[resource_arg] = resource
+        start = clock()
+        agen = fn(*args, **kwargs)
+        outcome = SUCCESS
+        counted = True
+        try:
+            try:
+                item = await agen.__anext__()
+                while True:
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        await agen.aclose()
+                        raise
+                    except BaseException as thrown:
+                        item = await agen.athrow(thrown)
+                    else:
+                        item = await agen.asend(sent)
+            except StopAsyncIteration:
+                pass
+        except GeneratorExit:
+            raise  # the consumer stopped early: a normal end
+        except BaseException as exc:
+            outcome = breaker.classify(exc)
+            counted = not isinstance(exc, _NEVER_COUNTED)
+            raise
+        finally:
+            duration = clock() - start
+            if pool is not None:
+                pool.release(resource)
+            breaker._finish(token, outcome, duration)
+            if counted:
+                record(duration, outcome != FAILURE, cold)
+
+    return wrapper
+
+
+async def _as_async_iterable(value: Any) -> AsyncGenerator[Any, None]:
+    value = await _maybe_await(value)
+    if hasattr(value, "__aiter__"):
+        async for item in value:
+            yield item
+    else:
+        for item in value:
+            yield item

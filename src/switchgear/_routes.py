@@ -1,0 +1,241 @@
+"""Route keys for the HTTP middleware: what the framework matched, never the raw path.
+
+Pure policy, no I/O. Two questions are answered here:
+
+* *After* a request, which route template did the framework match? Starlette/FastAPI leave
+  the matched route on the scope (``scope["route"]``), Flask/Werkzeug leave the request (with
+  its ``url_rule``) on the environ, and any app may set ``"switchgear.route"`` itself. We read
+  those; we never re-walk the router, because a framework upgrade that changes its router
+  internals must not turn into 500s (it did for several peers).
+* *Before* a request, which route will it probably hit? The breaker must decide before the app
+  runs, so :class:`RouteCache` remembers, per method, path -> route learned from earlier
+  responses (bounded LRU), plus a coarser "shape" (id-like segments blanked) so that
+  ``/items/123`` is known once ``/items/7`` has been seen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "MAX_CACHED_PATH",
+    "METHODS",
+    "OTHER",
+    "ROUTE_KEY",
+    "UNMATCHED",
+    "RouteCache",
+    "asgi_template",
+    "method_label",
+    "path_shape",
+    "wsgi_template",
+]
+
+V = TypeVar("V")
+
+#: The key of requests no route matched (404s, redirects to a trailing slash, plain apps).
+UNMATCHED = "<unmatched>"
+#: The key of every route beyond ``max_routes``.
+OTHER = "<other>"
+#: Scope/environ key an app (or a framework adapter) may set to the matched route template.
+ROUTE_KEY = "switchgear.route"
+#: Longer paths are never cached (a path is a dict key; 10k of them must stay small).
+MAX_CACHED_PATH = 512
+
+# Anything else (including lower-case "get", which HTTP says is a different method) shares
+# one label, so a client cannot grow the label set by inventing methods.
+METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "QUERY")
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def method_label(method: object) -> str:
+    """The method as a label: a standard method, else ``"OTHER"``.
+
+    >>> method_label("GET"), method_label("BREW")
+    ('GET', 'OTHER')
+    """
+    return method if isinstance(method, str) and method in METHODS else "OTHER"
+
+
+def _id_like(segment: str) -> bool:
+    n = len(segment)
+    if not n or not segment.isascii():
+        return False
+    if segment.isdigit():
+        return True
+    if n == 36 and segment[8] == segment[13] == segment[18] == segment[23] == "-":
+        return _HEX.issuperset(segment.replace("-", ""))
+    return n >= 16 and _HEX.issuperset(segment)
+
+
+def path_shape(path: str) -> str | None:
+    """``path`` with id-like segments (digits, UUIDs, long hex) blanked; None if there are none.
+
+    >>> path_shape("/items/42/parts/9f1c0e7a-3b2d-4c5e-8f6a-1b2c3d4e5f60")
+    '/items/{}/parts/{}'
+    >>> path_shape("/items/latest") is None
+    True
+    """
+    if len(path) > MAX_CACHED_PATH:
+        return None
+    segments = path.split("/")
+    changed = False
+    for i, segment in enumerate(segments):
+        if _id_like(segment):
+            segments[i] = "{}"
+            changed = True
+    return "/".join(segments) if changed else None
+
+
+def _prefix(before: object, after: object) -> str | None:
+    """What a mount appended to the root path (``""`` when nothing); None if unreadable."""
+    if before == after:
+        return ""
+    if isinstance(before, str) and isinstance(after, str) and after.startswith(before):
+        return after[len(before) :]
+    return None
+
+
+def asgi_template(scope: Mapping[str, Any], root_path_before: object) -> str | None:
+    """The route template the ASGI app matched for this scope, or None if it cannot tell.
+
+    Read after (or while) the app ran: routers record their match on the scope they were
+    given, which is the dict we passed down. Starlette/FastAPI set ``scope["route"]``, whose
+    ``path`` is relative to its mount; the mounts appended their matched prefix to
+    ``root_path``, so the prefix is ``root_path`` now minus ``root_path`` before. A mount
+    whose own path has parameters appended concrete values there, which would be a raw path
+    in a label, so that case yields None.
+    """
+    explicit = scope.get(ROUTE_KEY)
+    if explicit is not None:
+        return explicit if isinstance(explicit, str) and explicit else None
+    route = scope.get("route")
+    if route is None:
+        return None
+    path = getattr(route, "path", None)
+    if type(path) is not str:
+        return route if isinstance(route, str) and route else None
+    after = scope.get("root_path", "")
+    if after == root_path_before and path[:1] == "/":
+        return path  # the common case: no mount in between
+    prefix = _prefix(root_path_before, after)
+    if prefix is None:
+        return None
+    if hasattr(route, "routes"):
+        # The final match is itself a Mount (static files, a plain ASGI app): its own
+        # matched part is already in the prefix.
+        if not prefix.endswith(path):
+            return None
+        prefix = prefix[: len(prefix) - len(path)]
+        path = path + "/{path:path}"
+    if prefix:
+        params = scope.get("path_params")
+        convertors = getattr(route, "param_convertors", None)
+        if isinstance(params, Mapping) and isinstance(convertors, Mapping):
+            if any(name not in convertors for name in params):
+                return None  # a parametrised mount: the prefix holds values, not a template
+        elif params:
+            return None
+    return prefix + path if path.startswith("/") or not path else prefix + "/" + path
+
+
+def wsgi_template(
+    environ: Mapping[str, Any], request: object, script_name_before: object
+) -> str | None:
+    """The route template a WSGI app matched, or None if it cannot tell.
+
+    ``request`` is the Werkzeug/Flask request object the app left in
+    ``environ["werkzeug.request"]`` while it was producing the response (Flask clears that
+    key when the request context ends, so the middleware grabs it in ``start_response``).
+    Its ``url_rule.rule`` is the template as Flask writes it (``/hello/<name>``, blueprint
+    prefix included). A mount (Werkzeug's ``DispatcherMiddleware``) moved its prefix from
+    ``PATH_INFO`` to ``SCRIPT_NAME``; mount prefixes are static strings, so they are kept.
+    """
+    explicit = environ.get(ROUTE_KEY)
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    if request is None:
+        return None
+    rule = getattr(getattr(request, "url_rule", None), "rule", None)
+    if not isinstance(rule, str):
+        return None
+    prefix = _prefix(script_name_before, environ.get("SCRIPT_NAME", ""))
+    if prefix is None:
+        return None
+    return prefix + rule
+
+
+class RouteCache(Generic[V]):
+    """Bounded ``(method, path) -> V`` memory, with a shape fallback for id-like segments.
+
+    ``get`` is one dict lookup on a hit. A shape that turned out to lead to two different
+    values (``/items/0`` a static route, ``/items/{id}`` another) is marked ambiguous and
+    not used again, so the fallback never guesses between routes.
+
+    Example::
+
+        cache: RouteCache[str] = RouteCache(10_000)
+        cache.learn("GET", "/items/7", "GET /items/{id}")
+        cache.get("GET", "/items/7")     # 'GET /items/{id}'
+        cache.get("GET", "/items/8")     # 'GET /items/{id}' (same shape)
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        self.capacity = capacity
+        self._exact: OrderedDict[tuple[str, str], V] = OrderedDict()
+        self._shapes: OrderedDict[tuple[str, str], V | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    def get(self, method: str, path: str) -> V | None:
+        """The value learned for this path (or its shape), or None."""
+        key = (method, path)
+        value = self._exact.get(key)
+        if value is not None:
+            try:  # noqa: SIM105 - try/except is free on the hot path, suppress() is not
+                self._exact.move_to_end(key)
+            except KeyError:  # evicted by another thread in between: still a valid answer
+                pass
+            return value
+        shape = path_shape(path)
+        if shape is None:
+            return None
+        return self._shapes.get((method, shape))
+
+    def learn(self, method: str, path: str, value: V) -> None:
+        """Remember that ``method path`` led to ``value``."""
+        if len(path) > MAX_CACHED_PATH:
+            return
+        shape = path_shape(path)
+        with self._lock:
+            exact = self._exact
+            exact[(method, path)] = value
+            exact.move_to_end((method, path))
+            if len(exact) > self.capacity:
+                exact.popitem(last=False)
+            if shape is None:
+                return
+            shapes = self._shapes
+            skey = (method, shape)
+            if skey in shapes:
+                if shapes[skey] is not value:
+                    shapes[skey] = None  # ambiguous from now on
+                shapes.move_to_end(skey)
+            else:
+                shapes[skey] = value
+                if len(shapes) > self.capacity:
+                    shapes.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._exact.clear()
+            self._shapes.clear()

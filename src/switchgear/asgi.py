@@ -1,0 +1,290 @@
+"""Pure ASGI middleware: a breaker and metrics per route, plus ``/metrics`` and a status page.
+
+Example::
+
+    from starlette.applications import Starlette
+    from switchgear.asgi import ASGIMiddleware
+
+    app = ASGIMiddleware(Starlette(routes=routes), endpoint_auth=os.environ["METRICS_TOKEN"])
+
+See ``docs/middleware.md`` for every option, framework notes and pre-fork servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS
+from ._endpoints import Response, error_response, rejection_response
+from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from ._http_auth import Headers
+from ._http_core import HttpCore, HttpMiddlewareBase, log_once
+from ._routes import METHODS, asgi_template
+
+__all__ = ["ASGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ENDPOINT_METHODS = ("GET", "HEAD")
+
+
+def _default_failure_status(code: int) -> bool:
+    return code >= 500
+
+
+async def _respond(send: Send, response: Response, head: bool) -> None:
+    status, headers, body = response
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+class ASGIMiddleware(HttpMiddlewareBase):
+    """Protect and measure every HTTP route of an ASGI app (Starlette, FastAPI, ...).
+
+    Each request is keyed ``"METHOD template"`` by the route the framework matched
+    (``GET /items/{id}``; ``<unmatched>`` when none, ``<other>`` beyond ``max_routes`` keys).
+    Each key has a :class:`~switchgear.CircuitBreaker` (built with ``breaker_options``) and a
+    :class:`~switchgear.Metrics`. An open breaker answers ``503`` with ``Retry-After`` without
+    calling the app; a full ``pool`` answers ``pool_full_status``. Responses whose status
+    satisfies ``failure_status``, and exceptions, are failures. Latency runs to the last body
+    chunk. ``metrics_path`` serves Prometheus/OpenMetrics text and ``status_path`` a JSON
+    status document, both guarded by ``endpoint_auth``. Lifespan and websocket scopes pass
+    straight through.
+
+    Example::
+
+        app = FastAPI()
+        app = ASGIMiddleware(
+            app,
+            breaker_options={"failure_threshold": 5, "open_timeout": 30.0},
+            exclude_paths=("/healthz",),
+            endpoint_auth="s3cret-token",
+        )
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics_path: str | None = "/metrics",
+        status_path: str | None = "/switchgear",
+        breaker_per_route: bool = True,
+        failure_status: Callable[[int], bool] = _default_failure_status,
+        breaker_options: dict[str, Any] | None = None,
+        pool: Any = None,
+        exclude_paths: tuple[str, ...] | list[str] | frozenset[str] = (),
+        endpoint_auth: str | Callable[[Headers], Any] | None = None,
+        registry: Any = None,
+        max_routes: int = 100,
+        pool_full_status: int = 503,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI application (callable), not {type(app).__name__}")
+        self.app = app
+        self._core = HttpCore(
+            metrics_path=metrics_path,
+            status_path=status_path,
+            breaker_per_route=breaker_per_route,
+            failure_status=failure_status,
+            breaker_options=breaker_options,
+            pool=pool,
+            exclude_paths=exclude_paths,
+            endpoint_auth=endpoint_auth,
+            registry=registry,
+            max_routes=max_routes,
+            pool_full_status=pool_full_status,
+            clock=clock,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)  # lifespan, websocket: not ours
+            return
+        core = self._core
+        path = scope.get("path")
+        if type(path) is not str:
+            path = ""
+        root = scope.get("root_path", "")
+        route_path = path
+        if root and type(root) is str and path.startswith(root):
+            route_path = path[len(root) :] or "/"
+        kind = core.special.get(route_path)
+        if kind is not None or (
+            core.exclude_prefixes and route_path.startswith(core.exclude_prefixes)
+        ):
+            if kind is None or kind == "exclude":
+                await self.app(scope, receive, send)
+            else:
+                await self._endpoint(kind, scope, send)
+            return
+
+        method = scope.get("method")
+        if type(method) is not str or method not in METHODS:
+            method = "OTHER"
+        route = core.lookup(method, path)
+        breaker = route.breaker if route is not None else core.global_breaker
+        token: int | None = None
+        if breaker is not None:
+            try:
+                token = breaker._admit()
+            except CircuitOpenError as exc:
+                core.reject(route, exc.reason)
+                await _respond(
+                    send,
+                    rejection_response(503, exc.reason, exc.name, exc.retry_after),
+                    method == "HEAD",
+                )
+                return
+        pool = core.pool
+        resource: Any = None
+        cold = False
+        if pool is not None:
+            try:
+                resource, cold, _ = await pool._acquire_ex_async()
+            except (PoolFullError, PoolTimeoutError) as exc:
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)  # the app never ran
+                core.reject(route, exc.reason)
+                name = route.key if route is not None else pool.name
+                await _respond(
+                    send,
+                    rejection_response(core.pool_full_status, exc.reason, name, 1.0),
+                    method == "HEAD",
+                )
+                return
+            except BaseException:
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)
+                raise
+
+        clock = core.clock
+        failure_status = core.failure_status
+        status: Any = 0
+        done = False
+        gone = False
+        start = clock()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, done, gone
+            mtype = message.get("type")
+            if mtype == "http.response.start":
+                status = message.get("status", 0)
+            elif not done and (
+                (mtype == "http.response.body" and not message.get("more_body", False))
+                or mtype == "http.response.pathsend"
+            ):
+                # Recorded before the last chunk is handed over, so by the time the client
+                # has the whole response, /metrics already counts it.
+                done = True
+                duration = clock() - start
+                template = asgi_template(scope, root)
+                if route is not None and (template is None or template == route.template):
+                    # The common case, inlined: a learned route whose template is unchanged.
+                    try:
+                        failed = failure_status(status)
+                    except Exception:
+                        failed = core.status_outcome(status) == FAILURE
+                    try:
+                        route.breaker._finish(token, FAILURE if failed else SUCCESS, duration)
+                        route.record(duration, not failed, cold)
+                    except Exception:
+                        log_once("record", "switchgear: recording an HTTP request failed")
+                else:
+                    outcome = core.status_outcome(status)
+                    core.complete(
+                        route, breaker, token, method, path, template, outcome, duration, cold, True
+                    )
+            try:
+                await send(message)
+            except OSError:
+                gone = True  # the client went away; what the app does next is not its fault
+                raise
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            if not done:
+                done = True
+                counted = not (gone or isinstance(exc, _NEVER_COUNTED))
+                core.complete(
+                    route,
+                    breaker,
+                    token,
+                    method,
+                    path,
+                    asgi_template(scope, root),
+                    core.classify(exc) if counted else NEUTRAL,
+                    clock() - start,
+                    cold,
+                    counted,
+                )
+            raise
+        else:
+            if not done:
+                done = True
+                # No response at all: the server answers 500 for it. Started but never
+                # finished: the client went away mid-response (not counted).
+                counted = status == 0
+                core.complete(
+                    route,
+                    breaker,
+                    token,
+                    method,
+                    path,
+                    asgi_template(scope, root),
+                    core.status_outcome(500) if counted else NEUTRAL,
+                    clock() - start,
+                    cold,
+                    counted,
+                )
+        finally:
+            if pool is not None:
+                try:
+                    pool.release(resource)
+                except Exception:
+                    log_once("release", "switchgear: returning a resource to the pool failed")
+
+    async def _endpoint(self, kind: str, scope: Scope, send: Send) -> None:
+        """Serve ``/metrics`` or the status document (after auth); never counted."""
+        core = self._core
+        head = scope.get("method") == "HEAD"
+        headers = Headers.from_asgi(scope.get("headers"))
+        verdict = core.check_auth(headers)
+        if inspect.isawaitable(verdict):
+            try:
+                verdict = await verdict
+            except Exception:
+                log_once("endpoint_auth", "switchgear: endpoint_auth raised; request denied")
+                verdict = False
+        response: Response
+        if not verdict:
+            response = error_response(401, "unauthorized", [("WWW-Authenticate", "Bearer")])
+        elif scope.get("method") not in _ENDPOINT_METHODS:
+            response = error_response(405, "method_not_allowed", [("Allow", "GET, HEAD")])
+        elif kind == "metrics":
+            accept = headers.get("accept", "")
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # another event loop (trio): render inline
+                response = core.metrics_response(accept)
+            else:
+                # Multiprocess aggregation reads files: keep it off the event loop.
+                response = await loop.run_in_executor(None, core.metrics_response, accept)
+        else:
+            response = core.status_response()
+        await _respond(send, response, head)

@@ -1,0 +1,367 @@
+"""WSGI middleware: a breaker and metrics per route, plus ``/metrics`` and a status page.
+
+Example::
+
+    from flask import Flask
+    from switchgear.wsgi import WSGIMiddleware
+
+    app = Flask(__name__)
+    app.wsgi_app = WSGIMiddleware(app.wsgi_app, endpoint_auth=os.environ["METRICS_TOKEN"])
+
+See ``docs/middleware.md`` for every option, framework notes and gunicorn pre-fork setup.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from ._breaker import _NEVER_COUNTED, NEUTRAL, CircuitBreaker
+from ._endpoints import Response, error_response, reason_phrase, rejection_response
+from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from ._http_auth import Headers
+from ._http_core import HttpCore, HttpMiddlewareBase, Route, log_once
+from ._http_django import django_route_middleware
+from ._routes import method_label, wsgi_template
+
+__all__ = ["WSGIMiddleware", "django_route_middleware"]
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Any]  # (status, headers[, exc_info]) -> write
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+def _default_failure_status(code: int) -> bool:
+    return code >= 500
+
+
+def _respond(start_response: StartResponse, response: Response, head: bool) -> list[bytes]:
+    status, headers, body = response
+    start_response(f"{status} {reason_phrase(status)}", headers)
+    return [b"" if head else body]
+
+
+def _status_code(status: object) -> int:
+    try:
+        return int(str(status)[:3])
+    except ValueError:
+        return 0
+
+
+class _Exchange:
+    """One request in flight: wraps ``start_response`` and is the body iterable returned.
+
+    One object per request does both jobs (no second allocation). The request is recorded
+    exactly once: when the body reaches its ``Content-Length`` (before the last chunk goes
+    out, so a scrape that follows the response already counts it), else when the body is
+    exhausted; a body closed before either means the client went away (not recorded).
+    """
+
+    __slots__ = (
+        "_app_iter",
+        "_breaker",
+        "_cold",
+        "_core",
+        "_done",
+        "_environ",
+        "_method",
+        "_path",
+        "_released",
+        "_remaining",
+        "_request",
+        "_resource",
+        "_result",
+        "_route",
+        "_script_name",
+        "_start",
+        "_start_response",
+        "_status",
+        "_token",
+    )
+
+    def __init__(
+        self,
+        core: HttpCore,
+        route: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        method: str,
+        path: str,
+        environ: Environ,
+        start_response: StartResponse,
+        resource: Any,
+        cold: bool,
+    ) -> None:
+        self._core = core
+        self._route = route
+        self._breaker = breaker
+        self._token = token
+        self._method = method
+        self._path = path
+        self._environ = environ
+        self._script_name = environ.get("SCRIPT_NAME", "")
+        self._start_response = start_response
+        self._resource = resource
+        self._released = core.pool is None
+        self._cold = cold
+        self._status: object = None
+        self._request: object = None
+        self._remaining = -1
+        self._done = False
+        self._result: Iterable[bytes] | None = None
+        self._app_iter: Iterator[bytes] | None = None
+        self._start = core.clock()
+
+    # -- start_response ----------------------------------------------------------------
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Any:
+        self._status = status
+        # Flask drops its request from the environ when its context ends, which is after
+        # the response is started: grab it now (its url_rule is the matched template).
+        self._request = self._environ.get("werkzeug.request")
+        remaining = -1
+        for name, value in headers:
+            if len(name) == 14 and name.lower() == "content-length":
+                try:
+                    remaining = int(value)
+                except (TypeError, ValueError):
+                    remaining = -1
+        self._remaining = remaining
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _finish(self, outcome: int | None, counted: bool) -> None:
+        """Record once; ``outcome=None`` means "from the response status"."""
+        if self._done:
+            return
+        self._done = True
+        core = self._core
+        duration = core.clock() - self._start
+        if outcome is None:
+            status = self._status
+            outcome = core.status_outcome(_status_code(status) if status is not None else 500)
+        template = wsgi_template(self._environ, self._request, self._script_name)
+        core.complete(
+            self._route,
+            self._breaker,
+            self._token,
+            self._method,
+            self._path,
+            template,
+            outcome,
+            duration,
+            self._cold,
+            counted,
+        )
+
+    def fail(self, exc: BaseException) -> None:
+        """The app raised: a failure (per the breaker's classification), unless cancelled."""
+        counted = not isinstance(exc, _NEVER_COUNTED)
+        self._finish(self._core.classify(exc) if counted else NEUTRAL, counted)
+        self._release()
+
+    def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        pool = self._core.pool
+        if pool is not None:
+            try:
+                pool.release(self._resource)
+            except Exception:
+                log_once("release", "switchgear: returning a resource to the pool failed")
+
+    # -- the body iterable ---------------------------------------------------------------
+
+    def wrap(self, result: Iterable[bytes]) -> _Exchange:
+        self._result = result
+        try:
+            self._app_iter = iter(result)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        return self
+
+    def __iter__(self) -> _Exchange:
+        return self
+
+    def __next__(self) -> bytes:
+        assert self._app_iter is not None
+        try:
+            chunk = next(self._app_iter)
+        except StopIteration:
+            self._finish(None, True)
+            self._release()
+            raise
+        except BaseException as exc:
+            if not self._done:
+                self.fail(exc)
+            self._release()
+            raise
+        remaining = self._remaining
+        if remaining > 0:
+            remaining -= len(chunk)
+            self._remaining = remaining
+            if remaining <= 0:
+                self._finish(None, True)
+        return chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            if not self._done:
+                self.fail(exc)
+            raise
+        finally:
+            # Closed before the body ended: the server stopped sending (client gone).
+            self._finish(NEUTRAL, False)
+            self._release()
+
+
+class WSGIMiddleware(HttpMiddlewareBase):
+    """Protect and measure every route of a WSGI app (Flask, Django, any Werkzeug app).
+
+    The same options and behaviour as :class:`switchgear.asgi.ASGIMiddleware`: requests are
+    keyed ``"METHOD template"`` (Flask's ``url_rule``, e.g. ``GET /hello/<name>``), each key
+    has a breaker and metrics, an open breaker answers ``503`` with ``Retry-After``, latency
+    runs until the body is exhausted, and ``metrics_path``/``status_path`` serve Prometheus
+    text and a JSON status document. Under gunicorn with several workers, set
+    ``PROMETHEUS_MULTIPROC_DIR`` (see ``docs/middleware.md``).
+
+    Example::
+
+        app = Flask(__name__)
+        app.wsgi_app = WSGIMiddleware(
+            app.wsgi_app,
+            breaker_options={"failure_threshold": 5, "open_timeout": 30.0},
+            endpoint_auth="s3cret-token",
+        )
+    """
+
+    def __init__(
+        self,
+        wsgi_app: WSGIApp,
+        *,
+        metrics_path: str | None = "/metrics",
+        status_path: str | None = "/switchgear",
+        breaker_per_route: bool = True,
+        failure_status: Callable[[int], bool] = _default_failure_status,
+        breaker_options: dict[str, Any] | None = None,
+        pool: Any = None,
+        exclude_paths: tuple[str, ...] | list[str] | frozenset[str] = (),
+        endpoint_auth: str | Callable[[Headers], Any] | None = None,
+        registry: Any = None,
+        max_routes: int = 100,
+        pool_full_status: int = 503,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not callable(wsgi_app):
+            raise TypeError(
+                f"wsgi_app must be a WSGI application (callable), not {type(wsgi_app).__name__}"
+            )
+        self.app = wsgi_app
+        self._core = HttpCore(
+            metrics_path=metrics_path,
+            status_path=status_path,
+            breaker_per_route=breaker_per_route,
+            failure_status=failure_status,
+            breaker_options=breaker_options,
+            pool=pool,
+            exclude_paths=exclude_paths,
+            endpoint_auth=endpoint_auth,
+            registry=registry,
+            max_routes=max_routes,
+            pool_full_status=pool_full_status,
+            clock=clock,
+        )
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        core = self._core
+        path = environ.get("PATH_INFO", "")
+        if not isinstance(path, str):
+            path = ""
+        kind = core.special.get(path or "/")
+        if kind is not None or (core.exclude_prefixes and path.startswith(core.exclude_prefixes)):
+            if kind is None or kind == "exclude":
+                return self.app(environ, start_response)
+            return self._endpoint(kind, environ, start_response)
+
+        method = method_label(environ.get("REQUEST_METHOD"))
+        route = core.lookup(method, path)
+        breaker = route.breaker if route is not None else core.global_breaker
+        token: int | None = None
+        if breaker is not None:
+            try:
+                token = breaker._admit()
+            except CircuitOpenError as exc:
+                core.reject(route, exc.reason)
+                return _respond(
+                    start_response,
+                    rejection_response(503, exc.reason, exc.name, exc.retry_after),
+                    method == "HEAD",
+                )
+        pool = core.pool
+        resource: Any = None
+        cold = False
+        if pool is not None:
+            try:
+                resource, cold, _ = pool._acquire_ex()
+            except (PoolFullError, PoolTimeoutError) as exc:
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)  # the app never ran
+                core.reject(route, exc.reason)
+                name = route.key if route is not None else pool.name
+                return _respond(
+                    start_response,
+                    rejection_response(core.pool_full_status, exc.reason, name, 1.0),
+                    method == "HEAD",
+                )
+            except BaseException:
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)
+                raise
+        exchange = _Exchange(
+            core, route, breaker, token, method, path, environ, start_response, resource, cold
+        )
+        try:
+            result = self.app(environ, exchange.start_response)
+        except BaseException as exc:
+            exchange.fail(exc)
+            raise
+        return exchange.wrap(result)
+
+    def _endpoint(
+        self, kind: str, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Serve ``/metrics`` or the status document (after auth); never counted."""
+        core = self._core
+        method = environ.get("REQUEST_METHOD")
+        headers = Headers.from_environ(environ)
+        verdict = core.check_auth(headers)
+        if hasattr(verdict, "__await__"):
+            close = getattr(verdict, "close", None)
+            if close is not None:
+                close()  # an async predicate cannot be awaited here: deny, don't leak it
+            log_once("endpoint_auth_async", "switchgear: endpoint_auth is async under WSGI")
+            verdict = False
+        response: Response
+        if not verdict:
+            response = error_response(401, "unauthorized", [("WWW-Authenticate", "Bearer")])
+        elif method not in ("GET", "HEAD"):
+            response = error_response(405, "method_not_allowed", [("Allow", "GET, HEAD")])
+        elif kind == "metrics":
+            response = core.metrics_response(headers.get("accept", ""))
+        else:
+            response = core.status_response()
+        return _respond(start_response, response, method == "HEAD")

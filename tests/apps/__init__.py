@@ -1,0 +1,1 @@
+"""Small apps served by real servers (uvicorn, gunicorn) in the integration tests."""

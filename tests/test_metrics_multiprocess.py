@@ -1,0 +1,198 @@
+"""Multiprocess mode: real worker processes writing into one PROMETHEUS_MULTIPROC_DIR."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys
+    import switchgear as sg
+    from switchgear import _metrics_mp
+    from tests.test_metrics_fakes import FakeBreaker, FakePool
+
+    durations = [float(d) for d in sys.argv[1].split(",")]
+    m = sg.Metrics("mp")
+    breaker = FakeBreaker("mp")
+    pool = FakePool("engines", min_size=1, max_size=4)
+    m.attach(breaker)
+    m.attach(pool)
+    for i, d in enumerate(durations):
+        m.record_request(d, i % 2 == 0, cold_start=i == 0)
+    m.record_rejection("pool_full")
+    breaker.move(sg.BreakerState.OPEN)
+    pool.acquired(0.002)
+    pool.scaled("up", 1)
+    _metrics_mp.refresh_local()
+    print(os.getpid())
+    """
+)
+
+RENDER = textwrap.dedent(
+    """
+    import sys
+    from switchgear._metrics import render_latest
+    body, content_type = render_latest(accept=sys.argv[1])
+    sys.stdout.write(content_type + "\\n")
+    sys.stdout.write(body.decode())
+    """
+)
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def run(script: str, arg: str, directory: Path) -> str:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, arg],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def parse(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def merged(directory: Path) -> Samples:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    return parse(generate_latest(registry).decode())
+
+
+def key(metric: str, /, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (metric, tuple(sorted(labels.items())))
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> tuple[Path, int, int]:
+    a = run(WORKER, "0.001,0.02,0.3,12.0", tmp_path)
+    b = run(WORKER, "0.004,0.004,2.5", tmp_path)
+    return tmp_path, int(a.strip()), int(b.strip())
+
+
+def test_counts_and_histograms_are_summed_over_workers(two_workers: tuple[Path, int, int]) -> None:
+    directory, _, _ = two_workers
+    s = merged(directory)
+    assert s[key("switchgear_requests_total", name="mp", outcome="success")] == 2 + 2
+    assert s[key("switchgear_requests_total", name="mp", outcome="error")] == 2 + 1
+    assert s[key("switchgear_cold_starts_total", name="mp")] == 2
+    assert s[key("switchgear_rejected_total", name="mp", reason="pool_full")] == 2
+    assert s[key("switchgear_rejected_total", name="mp", reason="circuit_open")] == 0
+    h = "switchgear_request_duration_seconds"
+    cumulative = {
+        "0.001": 1,
+        "0.005": 3,
+        "0.025": 4,
+        "0.5": 5,
+        "2.5": 6,
+        "10.0": 6,
+        "+Inf": 7,
+    }
+    for le, count in cumulative.items():
+        assert s[key(f"{h}_bucket", name="mp", le=le)] == count, le
+    assert s[key(f"{h}_count", name="mp")] == 7
+    assert s[key(f"{h}_sum", name="mp")] == pytest.approx(0.001 + 0.02 + 0.3 + 12 + 0.008 + 2.5)
+    t = "switchgear_circuit_transitions_total"
+    assert s[key(t, name="mp", from_state="closed", to_state="open")] == 2
+    assert s[key("switchgear_pool_wait_seconds_count", pool="engines")] == 2
+    assert s[key("switchgear_pool_scale_events_total", pool="engines", direction="up")] == 2
+
+
+def test_live_gauges_aggregate_and_drop_dead_workers(two_workers: tuple[Path, int, int]) -> None:
+    directory, pid_a, _ = two_workers
+    s = merged(directory)
+    assert s[key("switchgear_circuit_state", name="mp", state="open")] == 1  # livemax
+    assert s[key("switchgear_circuit_state", name="mp", state="closed")] == 0
+    assert s[key("switchgear_pool_size", pool="engines")] == 6  # livesum: 3 + 3
+    assert s[key("switchgear_pool_max_size", pool="engines")] == 8
+    used = s[key("switchgear_memory_used_bytes")]
+    assert used > 2_000_000
+    assert key("switchgear_window_requests_per_second", name="mp") in s
+    mark_process_dead(pid_a, str(directory))  # type: ignore[no-untyped-call]
+    s = merged(directory)
+    assert s[key("switchgear_pool_size", pool="engines")] == 3
+    assert s[key("switchgear_memory_used_bytes")] < used
+    # Counters keep the dead worker's contribution.
+    assert s[key("switchgear_requests_total", name="mp", outcome="success")] == 4
+
+
+def test_render_latest_merges_every_process(two_workers: tuple[Path, int, int]) -> None:
+    directory, _, _ = two_workers
+    out = run(RENDER, "text/plain", directory)
+    content_type, _, body = out.partition("\n")
+    assert content_type.startswith("text/plain")
+    s = parse(body)
+    assert s[key("switchgear_request_duration_seconds_count", name="mp")] == 7
+    out = run(RENDER, "application/openmetrics-text", directory)
+    assert out.startswith("application/openmetrics-text")
+    assert out.rstrip().endswith("# EOF")
+
+
+NO_LIMIT = textwrap.dedent(
+    """
+    import switchgear as sg
+    from switchgear import _metrics_mp
+    m = sg.Metrics("mem")
+    m.update_memory_stats(1000, 0)
+    m.record_request(0.1, True)
+    _metrics_mp.refresh_local()
+    """
+)
+
+
+def test_memory_limit_is_absent_when_no_limit_is_known(tmp_path: Path) -> None:
+    run(NO_LIMIT, "", tmp_path)
+    s = merged(tmp_path)
+    assert s[key("switchgear_memory_used_bytes")] == 1000
+    assert key("switchgear_memory_limit_bytes") not in s
+
+
+FORKED = textwrap.dedent(
+    """
+    import logging, os
+    from prometheus_client import CollectorRegistry
+    import switchgear as sg
+    logging.basicConfig(format="%(message)s")
+    m = sg.Metrics("forked", registry=CollectorRegistry())
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_worker_without_multiproc_dir_warns(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-c", FORKED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("PROMETHEUS_MULTIPROC_DIR is not set") == 1
