@@ -16,7 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import switchgear as sg
-from switchgear._pool import Slot, _decide, _ThreadWaiter, _Waiter
+from switchgear._pool import Slot
+from switchgear._pool_policy import decide as _decide
+from switchgear._pool_waiters import ThreadWaiter as _ThreadWaiter
+from switchgear._pool_waiters import Waiter as _Waiter
 from tests.conftest import FakeClock
 
 # Long enough that the real-time autoscaler thread never steps a fake-clock test.

@@ -15,7 +15,7 @@ from hypothesis.stateful import (
 )
 
 import switchgear as sg
-from switchgear._pool import _decide
+from switchgear._pool_policy import decide as _decide
 from tests.conftest import FakeClock
 
 

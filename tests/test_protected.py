@@ -8,7 +8,7 @@ import itertools
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,11 @@ def parts(
     if clock is not None:
         breaker_options["clock"] = clock
     breaker = sg.CircuitBreaker(name, **breaker_options)
-    metrics = sg.Metrics(name, registry=registry, **({"clock": clock} if clock else {}))
+    metrics = (
+        sg.Metrics(name, registry=registry, clock=clock)
+        if clock is not None
+        else sg.Metrics(name, registry=registry)
+    )
     return name, breaker, metrics, registry
 
 
@@ -221,7 +225,7 @@ def test_async_generator_asend_and_athrow_pass_through() -> None:
     name, breaker, metrics, _ = parts()
 
     @sg.protected(name, breaker=breaker, metrics=metrics)
-    async def echo() -> AsyncIterator[str]:
+    async def echo() -> AsyncGenerator[str, str]:
         received = "start"
         while True:
             try:
@@ -368,13 +372,53 @@ def test_pool_resource_argument_and_cold_start() -> None:
     pool: sg.DynamicPool[object] = sg.DynamicPool(factory, name=name, min_size=0, max_size=2)
 
     @sg.protected(name, breaker=breaker, metrics=metrics, pool=pool, resource_arg="engine")
-    def work(x: int, *, engine: object) -> tuple[int, object]:
+    def work(x: int, *, engine: object = None) -> tuple[int, object]:
         return x, engine
 
     assert work(1) == (1, made[0])
     assert work(2) == (2, made[0])  # reused: not a cold start
     stats = metrics.stats()
     assert (stats.request_count, stats.cold_start_count) == (2, 1)
+    assert pool.stats().in_use == 0
+    pool.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_fallback_gets_the_callers_arguments_without_the_leased_resource(kind: str) -> None:
+    name, breaker, metrics, _ = parts()
+    pool: sg.DynamicPool[str] = sg.DynamicPool(
+        lambda: "engine-1", name=name, min_size=0, max_size=1
+    )
+    seen: list[tuple[type[BaseException], tuple[Any, ...], dict[str, Any]]] = []
+
+    def fallback(exc: BaseException, *args: Any, **kwargs: Any) -> str:
+        seen.append((type(exc), args, kwargs))
+        return "fallback"
+
+    options: dict[str, Any] = {
+        "breaker": breaker,
+        "metrics": metrics,
+        "pool": pool,
+        "resource_arg": "engine",
+        "fallback": fallback,
+    }
+    if kind == "sync":
+
+        @sg.protected(name, **options)
+        def work(x: int, *, flag: bool, engine: str = "") -> str:
+            assert engine == "engine-1"
+            raise ConnectionError("down")
+
+        assert work(1, flag=True) == "fallback"
+    else:
+
+        @sg.protected(name, **options)
+        async def awork(x: int, *, flag: bool, engine: str = "") -> str:
+            assert engine == "engine-1"
+            raise ConnectionError("down")
+
+        assert asyncio.run(awork(1, flag=True)) == "fallback"
+    assert seen == [(ConnectionError, (1,), {"flag": True})]
     assert pool.stats().in_use == 0
     pool.close()
 
@@ -607,12 +651,12 @@ def test_bad_decoration() -> None:
     with pytest.raises(ValueError, match="timeout"):
         sg.protected("t", timeout=-1.0)
     with pytest.raises(TypeError, match="fallback"):
-        sg.protected("t", fallback="nope")  # type: ignore[arg-type]
+        sg.protected("t", fallback="nope")  # type: ignore[call-overload]
     breaker = sg.CircuitBreaker(unique())
     with pytest.raises(ValueError, match="breaker is named"):
         sg.protected("other-name", breaker=breaker)(lambda: None)
     with pytest.raises(TypeError, match="breaker"):
-        sg.protected("x", breaker="b")(lambda: None)  # type: ignore[arg-type]
+        sg.protected("x", breaker="b")(lambda: None)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="resource_arg"):
         sg.protected("x", resource_arg="engine")(lambda: None)
     with pytest.raises(ValueError, match="name"):

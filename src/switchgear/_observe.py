@@ -24,4 +24,4 @@ class PoolObserver(Protocol):
         """A resource went back to the pool (or was closed on release)."""
 
     def pool_scaled(self, pool: str, direction: Literal["up", "down"], count: int) -> None:
-        """The autoscaler (or on-demand growth) added or retired ``count`` resources."""
+        """The autoscaler added or retired ``count`` resources (cold starts are not scaling)."""

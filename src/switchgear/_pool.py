@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import os
 import threading
 import time
@@ -45,6 +44,16 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from . import _validate as v
 from ._errors import PoolClosedError, PoolFullError, PoolTimeoutError
+from ._pool_policy import decide as _decide
+from ._pool_waiters import CREATE as _CREATE
+from ._pool_waiters import ERROR as _ERROR
+from ._pool_waiters import GONE as _GONE
+from ._pool_waiters import PENDING as _PENDING
+from ._pool_waiters import RESOURCE as _RESOURCE
+from ._pool_waiters import TaskWaiter as _TaskWaiter
+from ._pool_waiters import ThreadWaiter as _ThreadWaiter
+from ._pool_waiters import Waiter as _Waiter
+from ._pool_waiters import ring_future as _ring_future
 
 if TYPE_CHECKING:
     from ._observe import PoolObserver
@@ -55,19 +64,9 @@ logger = logging.getLogger("switchgear")
 
 T = TypeVar("T")
 
-# A waiter's outcome, decided under the pool lock.
-_PENDING = 0  # still queued
-_RESOURCE = 1  # handed a resource (already counted as leased)
-_CREATE = 2  # handed a reserved slot: create the resource yourself (a cold start)
-_ERROR = 3  # woken with an exception (pool closed, timed out)
-_GONE = 4  # left the queue; nothing to give back
-
 _MISSING: Any = object()
 
 _TIMEOUT_MAX = threading.TIMEOUT_MAX  # Lock.acquire overflows beyond it
-
-# Floats like 1.0 * 3 / 0.6 land a hair above the integer they mean.
-_EPSILON = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,69 +106,6 @@ class Slot:
 
     def __repr__(self) -> str:
         return f"<Slot {self.index}>"
-
-
-def _ceil(x: float) -> int:
-    return math.ceil(x - _EPSILON)
-
-
-def _decide(
-    avg_util: float,
-    total: int,
-    idle: int,
-    min_size: int,
-    max_size: int,
-    up: float,
-    down: float,
-) -> int:
-    """How many resources to add (> 0) or retire (< 0) after an interval at ``avg_util``.
-
-    Above ``up``: grow until the interval's average load would have been at most ``up`` of
-    the pool (at least one more, capped at ``max_size``). Below ``down``: shrink to where that
-    load would sit mid-way between the thresholds (hysteresis, so the next interval does not
-    scale straight back up), never below ``min_size`` and never more than ``idle``.
-    """
-    if total < min_size:
-        return min_size - total
-    load = avg_util * total  # average number of callers that wanted a resource
-    if avg_util > up:
-        target = max(total + 1, _ceil(load / up))
-        return max(0, min(target, max_size) - total)
-    if avg_util < down:
-        target = max(min_size, _ceil(load / ((up + down) / 2)))
-        return -min(max(0, total - target), idle)
-    return 0
-
-
-class _Waiter:
-    __slots__ = ("state", "value")
-
-    def __init__(self) -> None:
-        self.state = _PENDING
-        self.value: Any = None
-
-
-class _ThreadWaiter(_Waiter):
-    __slots__ = ("bell",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bell = threading.Lock()
-        self.bell.acquire()  # held until rung: the waiting thread blocks acquiring it again
-
-
-class _TaskWaiter(_Waiter):
-    __slots__ = ("bell", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self.loop = loop
-        self.bell: asyncio.Future[None] = loop.create_future()
-
-
-def _ring_future(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _autoscale(ref: weakref.ref[DynamicPool[Any]], stop: threading.Event, interval: float) -> None:
@@ -362,21 +298,11 @@ class DynamicPool(Generic[T]):
         :class:`PoolFullError` (``max_waiting`` callers already wait), :class:`PoolClosedError`,
         or whatever the factory raised during a cold start.
         """
-        if timeout is not None:
-            timeout = v.seconds("timeout", timeout, allow_zero=True)
-        resource = self._take()
-        if resource is _MISSING:
-            return self._acquire_slow(timeout)[0]
-        return resource  # type: ignore[no-any-return]
+        return self._acquire_ex(timeout)[0]
 
     async def acquire_async(self, timeout: float | timedelta | None = None) -> T:
         """Like :meth:`acquire`, waiting without blocking the event loop."""
-        if timeout is not None:
-            timeout = v.seconds("timeout", timeout, allow_zero=True)
-        resource = self._take()
-        if resource is _MISSING:
-            return (await self._acquire_slow_async(timeout))[0]
-        return resource  # type: ignore[no-any-return]
+        return (await self._acquire_ex_async(timeout))[0]
 
     def _acquire_ex(self, timeout: float | timedelta | None = None) -> tuple[T, bool, float]:
         """``acquire`` returning ``(resource, cold_start, waited_seconds)``."""
@@ -946,6 +872,8 @@ class DynamicPool(Generic[T]):
         await self.aclose()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_lock"):  # __init__ rejected its arguments
+            return f"<DynamicPool {getattr(self, '_name', '?')!r} (not constructed)>"
         s = self.stats()
         state = " closed" if self._closed else ""
         return (

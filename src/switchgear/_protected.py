@@ -31,7 +31,12 @@ _REJECTIONS = (CircuitOpenError, PoolFullError, PoolTimeoutError)
 
 
 class _Plan:
-    """The resolved components and options of one protected callable."""
+    """The resolved components of one protected callable, and the steps every wrapper shares.
+
+    ``enter`` admits (breaker, then pool) and ``succeeded``/``failed`` settle the call, so the
+    sync, async and generator wrappers differ only in how they run the callable. Rejections
+    are counted here, once, and never reach the breaker as failures.
+    """
 
     __slots__ = ("breaker", "fallback", "metrics", "name", "pool", "resource_arg", "timeout")
 
@@ -52,6 +57,84 @@ class _Plan:
         self.fallback = fallback
         self.timeout = timeout
         self.resource_arg = resource_arg
+
+    def _admit(self) -> int | None:
+        try:
+            return self.breaker._admit()
+        except CircuitOpenError as exc:
+            self.metrics._reject(exc.reason)
+            raise
+
+    def _abandon(self, token: int | None, exc: BaseException) -> None:
+        # The call never ran: give the breaker its permit back, count a pool rejection.
+        self.breaker._finish(token, NEUTRAL, 0.0)
+        if isinstance(exc, (PoolFullError, PoolTimeoutError)):
+            self.metrics._reject(exc.reason)
+
+    def _lease(self, kwargs: dict[str, Any], resource: Any) -> None:
+        if self.resource_arg is not None:
+            kwargs[self.resource_arg] = resource
+
+    def enter(self, kwargs: dict[str, Any]) -> tuple[int | None, Any, bool]:
+        """Admit a call: ``(token, resource, cold)``, or raise the recorded rejection."""
+        token = self._admit()
+        if self.pool is None:
+            return token, None, False
+        try:
+            resource, cold, _ = self.pool._acquire_ex()
+        except BaseException as exc:
+            self._abandon(token, exc)
+            raise
+        self._lease(kwargs, resource)
+        return token, resource, cold
+
+    async def enter_async(self, kwargs: dict[str, Any]) -> tuple[int | None, Any, bool]:
+        """:meth:`enter` for coroutines: waiting for the pool never blocks the loop."""
+        token = self._admit()
+        if self.pool is None:
+            return token, None, False
+        try:
+            resource, cold, _ = await self.pool._acquire_ex_async()
+        except BaseException as exc:
+            self._abandon(token, exc)
+            raise
+        self._lease(kwargs, resource)
+        return token, resource, cold
+
+    def succeeded(
+        self, token: int | None, resource: Any, cold: bool, duration: float, ok: bool = True
+    ) -> None:
+        """Settle a call that returned; ``ok=False`` when it returned too late."""
+        if self.pool is not None:
+            self.pool.release(resource)
+        self.breaker._finish(token, SUCCESS if ok else FAILURE, duration)
+        self.metrics._record(duration, ok, cold)
+
+    def failed(
+        self,
+        token: int | None,
+        resource: Any,
+        cold: bool,
+        exc: BaseException,
+        duration: float,
+        outcome: int | None = None,
+    ) -> bool:
+        """Settle a call that raised; true when ``fallback`` should answer instead."""
+        if self.pool is not None:
+            self.pool.release(resource)
+        if outcome is None:
+            outcome = self.breaker.classify(exc)
+        self.breaker._finish(token, outcome, duration)
+        if isinstance(exc, _NEVER_COUNTED):
+            return False
+        self.metrics._record(duration, outcome != FAILURE, cold)
+        return outcome == FAILURE and self.fallback is not None
+
+    def fallback_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The caller's keyword arguments, without the leased resource."""
+        if self.resource_arg is not None:
+            kwargs.pop(self.resource_arg, None)
+        return kwargs
 
 
 def _default_name(fn: Callable[..., Any]) -> str:
@@ -211,7 +294,10 @@ def _wrap(
     elif inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
     ):
-        wrapper = _async_wrapper(fn, plan)
+        if plan.pool is None and plan.fallback is None and plan.timeout is None:
+            wrapper = _fast_async_wrapper(fn, plan)
+        else:
+            wrapper = _async_wrapper(fn, plan)
     elif plan.pool is None and plan.fallback is None and plan.timeout is None:
         wrapper = _fast_sync_wrapper(fn, plan)
     else:
@@ -258,67 +344,28 @@ def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
 
 
 def _sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    breaker = plan.breaker
-    admit = breaker._admit
-    finish = breaker._finish
-    classify = breaker.classify
-    clock = breaker._clock
-    record = plan.metrics._record
-    reject = plan.metrics._reject
-    pool = plan.pool
+    clock = plan.breaker._clock
     fallback = plan.fallback
     timeout = plan.timeout
-    resource_arg = plan.resource_arg
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            token = admit()
-        except CircuitOpenError as exc:
-            reject(exc.reason)
+            token, resource, cold = plan.enter(kwargs)
+        except _REJECTIONS as exc:
             if fallback is None:
                 raise
             return fallback(exc, *args, **kwargs)
-        cold = False
-        resource: Any = None
-        if pool is not None:
-            try:
-                resource, cold, _ = pool._acquire_ex()
-            except (PoolFullError, PoolTimeoutError) as exc:
-                finish(token, NEUTRAL, 0.0)  # the call never ran: give the permit back
-                reject(exc.reason)
-                if fallback is None:
-                    raise
-                return fallback(exc, *args, **kwargs)
-            except BaseException:
-                finish(token, NEUTRAL, 0.0)
-                raise
-            if resource_arg is not None:
-                kwargs[resource_arg] = resource
         start = clock()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            duration = clock() - start
-            if pool is not None:
-                pool.release(resource)
-            outcome = classify(exc)
-            finish(token, outcome, duration)
-            if isinstance(exc, _NEVER_COUNTED):
-                raise
-            record(duration, outcome != FAILURE, cold)
-            if outcome == FAILURE and fallback is not None:
-                if resource_arg is not None:
-                    kwargs.pop(resource_arg, None)
-                return fallback(exc, *args, **kwargs)
+            if plan.failed(token, resource, cold, exc, clock() - start):
+                return fallback(exc, *args, **plan.fallback_kwargs(kwargs))  # type: ignore[misc]
             raise
         duration = clock() - start
-        if pool is not None:
-            pool.release(resource)
         # A sync call cannot be interrupted: one over its timeout returns its result but
         # counts as a failure, so a slow dependency still trips the breaker.
-        ok = timeout is None or duration <= timeout
-        finish(token, SUCCESS if ok else FAILURE, duration)
-        record(duration, ok, cold)
+        plan.succeeded(token, resource, cold, duration, timeout is None or duration <= timeout)
         return result
 
     return wrapper
@@ -333,45 +380,58 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    breaker = plan.breaker
-    admit = breaker._admit
-    finish = breaker._finish
-    classify = breaker.classify
-    clock = breaker._clock
+def _fast_async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
+    """:func:`_fast_sync_wrapper` for coroutine functions: admission needs no await."""
+    admit = plan.breaker._admit
+    finish = plan.breaker._finish
+    classify = plan.breaker.classify
+    clock = plan.breaker._clock
     record = plan.metrics._record
     reject = plan.metrics._reject
-    pool = plan.pool
-    fallback = plan.fallback
-    timeout = plan.timeout
-    resource_arg = plan.resource_arg
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             token = admit()
         except CircuitOpenError as exc:
             reject(exc.reason)
+            raise
+        start = clock()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            duration = clock() - start
+            outcome = classify(exc)
+            finish(token, outcome, duration)
+            if not isinstance(exc, _NEVER_COUNTED):
+                record(duration, outcome != FAILURE, False)
+            raise
+        duration = clock() - start
+        finish(token, SUCCESS, duration)
+        record(duration, True, False)
+        return result
+
+    return wrapper
+
+
+def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
+    clock = plan.breaker._clock
+    fallback = plan.fallback
+    timeout = plan.timeout
+    # Without a pool, admission never waits: skip creating a coroutine for it.
+    enter = None if plan.pool is not None else plan.enter
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            if enter is not None:
+                token, resource, cold = enter(kwargs)
+            else:
+                token, resource, cold = await plan.enter_async(kwargs)
+        except _REJECTIONS as exc:
             if fallback is None:
                 raise
             return await _maybe_await(fallback(exc, *args, **kwargs))
-        cold = False
-        resource: Any = None
-        if pool is not None:
-            try:
-                resource, cold, _ = await pool._acquire_ex_async()
-            except (PoolFullError, PoolTimeoutError) as exc:
-                finish(token, NEUTRAL, 0.0)
-                reject(exc.reason)
-                if fallback is None:
-                    raise
-                return await _maybe_await(fallback(exc, *args, **kwargs))
-            except BaseException:
-                finish(token, NEUTRAL, 0.0)
-                raise
-            if resource_arg is not None:
-                kwargs[resource_arg] = resource
         start = clock()
-        timed_out = False
+        outcome: int | None = None
         try:
             if timeout is None:
                 result = await fn(*args, **kwargs)
@@ -380,27 +440,14 @@ def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
                     result = await asyncio.wait_for(fn(*args, **kwargs), timeout)
                 except asyncio.TimeoutError as exc:
                     # wait_for cancelled the call; to the breaker that is a failure.
-                    timed_out = True
+                    outcome = FAILURE
                     raise TimeoutError(f"{plan.name!r} did not finish within {timeout:g}s") from exc
         except BaseException as exc:
-            duration = clock() - start
-            if pool is not None:
-                pool.release(resource)
-            outcome = FAILURE if timed_out else classify(exc)
-            finish(token, outcome, duration)
-            if isinstance(exc, _NEVER_COUNTED):
-                raise
-            record(duration, outcome != FAILURE, cold)
-            if outcome == FAILURE and fallback is not None:
-                if resource_arg is not None:
-                    kwargs.pop(resource_arg, None)
-                return await _maybe_await(fallback(exc, *args, **kwargs))
+            if plan.failed(token, resource, cold, exc, clock() - start, outcome):
+                kwargs = plan.fallback_kwargs(kwargs)
+                return await _maybe_await(fallback(exc, *args, **kwargs))  # type: ignore[misc]
             raise
-        duration = clock() - start
-        if pool is not None:
-            pool.release(resource)
-        finish(token, SUCCESS, duration)
-        record(duration, True, cold)
+        plan.succeeded(token, resource, cold, clock() - start)
         return result
 
     return wrapper
@@ -411,65 +458,29 @@ def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
 
 def _gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
     """Admission when iteration starts; timed and recorded when it ends."""
-    breaker = plan.breaker
-    clock = breaker._clock
-    record = plan.metrics._record
-    reject = plan.metrics._reject
-    pool = plan.pool
+    clock = plan.breaker._clock
     fallback = plan.fallback
     timeout = plan.timeout
-    resource_arg = plan.resource_arg
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         try:
-            token = breaker._admit()
-        except CircuitOpenError as exc:
-            reject(exc.reason)
+            token, resource, cold = plan.enter(kwargs)
+        except _REJECTIONS as exc:
             if fallback is None:
                 raise
             return (yield from _as_iterable(fallback(exc, *args, **kwargs)))
-        cold = False
-        resource: Any = None
-        if pool is not None:
-            try:
-                resource, cold, _ = pool._acquire_ex()
-            except (PoolFullError, PoolTimeoutError) as exc:
-                breaker._finish(token, NEUTRAL, 0.0)
-                reject(exc.reason)
-                if fallback is None:
-                    raise
-                return (yield from _as_iterable(fallback(exc, *args, **kwargs)))
-            except BaseException:
-                breaker._finish(token, NEUTRAL, 0.0)
-                raise
-            if resource_arg is not None:
-                kwargs[resource_arg] = resource
         start = clock()
         try:
             result = yield from fn(*args, **kwargs)
         except GeneratorExit:
             # The consumer stopped early (break, close()): a normal end of the call.
-            duration = clock() - start
-            if pool is not None:
-                pool.release(resource)
-            breaker._finish(token, SUCCESS, duration)
-            record(duration, True, cold)
+            plan.succeeded(token, resource, cold, clock() - start)
             raise
         except BaseException as exc:
-            duration = clock() - start
-            if pool is not None:
-                pool.release(resource)
-            outcome = breaker.classify(exc)
-            breaker._finish(token, outcome, duration)
-            if not isinstance(exc, _NEVER_COUNTED):
-                record(duration, outcome != FAILURE, cold)
+            plan.failed(token, resource, cold, exc, clock() - start)
             raise
         duration = clock() - start
-        if pool is not None:
-            pool.release(resource)
-        ok = timeout is None or duration <= timeout
-        breaker._finish(token, SUCCESS if ok else FAILURE, duration)
-        record(duration, ok, cold)
+        plan.succeeded(token, resource, cold, duration, timeout is None or duration <= timeout)
         return result
 
     return wrapper
@@ -480,74 +491,41 @@ def _as_iterable(value: Any) -> Any:
 
 
 def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    breaker = plan.breaker
-    clock = breaker._clock
-    record = plan.metrics._record
-    reject = plan.metrics._reject
-    pool = plan.pool
+    clock = plan.breaker._clock
     fallback = plan.fallback
-    resource_arg = plan.resource_arg
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         try:
-            token = breaker._admit()
-        except CircuitOpenError as exc:
-            reject(exc.reason)
+            token, resource, cold = await plan.enter_async(kwargs)
+        except _REJECTIONS as exc:
             if fallback is None:
                 raise
             async for item in _as_async_iterable(fallback(exc, *args, **kwargs)):
                 yield item
             return
-        cold = False
-        resource: Any = None
-        if pool is not None:
-            try:
-                resource, cold, _ = await pool._acquire_ex_async()
-            except (PoolFullError, PoolTimeoutError) as exc:
-                breaker._finish(token, NEUTRAL, 0.0)
-                reject(exc.reason)
-                if fallback is None:
-                    raise
-                async for item in _as_async_iterable(fallback(exc, *args, **kwargs)):
-                    yield item
-                return
-            except BaseException:
-                breaker._finish(token, NEUTRAL, 0.0)
-                raise
-            if resource_arg is not None:
-                kwargs[resource_arg] = resource
         start = clock()
         agen = fn(*args, **kwargs)
-        outcome = SUCCESS
-        counted = True
         try:
-            try:
-                item = await agen.__anext__()
-                while True:
-                    try:
-                        sent = yield item
-                    except GeneratorExit:
-                        await agen.aclose()
-                        raise
-                    except BaseException as thrown:
-                        item = await agen.athrow(thrown)
-                    else:
-                        item = await agen.asend(sent)
-            except StopAsyncIteration:
-                pass
+            item = await agen.__anext__()
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as thrown:
+                    item = await agen.athrow(thrown)
+                else:
+                    item = await agen.asend(sent)
+        except StopAsyncIteration:
+            plan.succeeded(token, resource, cold, clock() - start)
         except GeneratorExit:
-            raise  # the consumer stopped early: a normal end
-        except BaseException as exc:
-            outcome = breaker.classify(exc)
-            counted = not isinstance(exc, _NEVER_COUNTED)
+            # The consumer stopped early (break, aclose()): a normal end of the call.
+            plan.succeeded(token, resource, cold, clock() - start)
             raise
-        finally:
-            duration = clock() - start
-            if pool is not None:
-                pool.release(resource)
-            breaker._finish(token, outcome, duration)
-            if counted:
-                record(duration, outcome != FAILURE, cold)
+        except BaseException as exc:
+            plan.failed(token, resource, cold, exc, clock() - start)
+            raise
 
     return wrapper
 

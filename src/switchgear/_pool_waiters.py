@@ -1,0 +1,61 @@
+"""Waiters queued on a :class:`~switchgear.DynamicPool`, and how they are woken.
+
+A waiter's outcome (``state``/``value``) is decided under the pool lock; the bell (a held
+``threading.Lock`` or an ``asyncio.Future`` of the waiter's own loop) only wakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+__all__ = [
+    "CREATE",
+    "ERROR",
+    "GONE",
+    "PENDING",
+    "RESOURCE",
+    "TaskWaiter",
+    "ThreadWaiter",
+    "Waiter",
+    "ring_future",
+]
+
+# A waiter's outcome, decided under the pool lock.
+PENDING = 0  # still queued
+RESOURCE = 1  # handed a resource (already counted as leased)
+CREATE = 2  # handed a reserved slot: create the resource yourself (a cold start)
+ERROR = 3  # woken with an exception (pool closed, timed out)
+GONE = 4  # left the queue; nothing to give back
+
+
+class Waiter:
+    __slots__ = ("state", "value")
+
+    def __init__(self) -> None:
+        self.state = PENDING
+        self.value: Any = None
+
+
+class ThreadWaiter(Waiter):
+    __slots__ = ("bell",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bell = threading.Lock()
+        self.bell.acquire()  # held until rung: the waiting thread blocks acquiring it again
+
+
+class TaskWaiter(Waiter):
+    __slots__ = ("bell", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.bell: asyncio.Future[None] = loop.create_future()
+
+
+def ring_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
