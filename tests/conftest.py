@@ -8,19 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from switchgear.testing import FakeClock
 
-class FakeClock:
-    """A monotonic clock the test moves by hand: ``clock()`` reads, ``clock.advance(s)`` moves."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        assert seconds >= 0, "a monotonic clock never goes back"
-        self.now += seconds
+__all__ = ["FakeClock", "clock", "isolated_env", "require_binary"]
 
 
 @pytest.fixture
