@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from datetime import timedelta
 from typing import Any
@@ -638,3 +639,10 @@ def test_asyncio_timeout_cancellation_is_not_counted() -> None:
 
     asyncio.run(main())
     assert br.state is S.CLOSED
+
+
+def test_signature_shows_the_real_options() -> None:
+    params = inspect.signature(sg.CircuitBreaker).parameters
+    assert list(params)[:2] == ["name", "failure_threshold"]
+    assert params["open_timeout"].default == 30.0
+    assert {"storage", "clock"} <= set(params)

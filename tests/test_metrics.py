@@ -189,6 +189,32 @@ def test_real_breaker_reports_its_transitions(clock: FakeClock) -> None:
     assert s[key(t, name=name, from_state="open", to_state="half_open")] == 1
 
 
+def test_automatic_transitions_are_exported_at_zero_from_attach(clock: FakeClock) -> None:
+    # increase()/rate() need a sample before the first trip: a series born at 1 hides it.
+    registry = CollectorRegistry()
+    name = unique("zero")
+    m = sg.Metrics(name, registry=registry, clock=clock)
+    t = "switchgear_circuit_transitions_total"
+    assert not any(k[0] == t for k in samples(registry))  # no breaker, no transitions
+    breaker = sg.CircuitBreaker(name, failure_threshold=1, open_timeout=5.0, clock=clock)
+    m.attach(breaker)
+    automatic = [("closed", "open"), ("open", "half_open"), ("half_open", "open")]
+    automatic.append(("half_open", "closed"))
+    s = samples(registry)
+    got = {(dict(k[1])["from_state"], dict(k[1])["to_state"]): v for k, v in s.items() if k[0] == t}
+    assert got == dict.fromkeys(automatic, 0.0)  # manual transitions only once they happen
+    breaker.record_result(False)
+    s = samples(registry)
+    assert s[key(t, name=name, from_state="closed", to_state="open")] == 1
+    assert s[key(t, name=name, from_state="half_open", to_state="closed")] == 0
+    breaker.force_open()
+    s = samples(registry)
+    assert s[key(t, name=name, from_state="open", to_state="forced_open")] == 1
+    assert key(t, name=name, from_state="closed", to_state="disabled") not in s
+    m.attach(breaker)  # attaching again changes nothing
+    assert samples(registry)[key(t, name=name, from_state="closed", to_state="open")] == 1
+
+
 def test_attaching_twice_counts_once_and_name_must_match() -> None:
     m, registry = fresh()
     breaker = FakeBreaker(m.name)

@@ -115,6 +115,7 @@ def test_counts_and_histograms_are_summed_over_workers(two_workers: tuple[Path, 
     assert s[key(f"{h}_sum", name="mp")] == pytest.approx(0.001 + 0.02 + 0.3 + 12 + 0.008 + 2.5)
     t = "switchgear_circuit_transitions_total"
     assert s[key(t, name="mp", from_state="closed", to_state="open")] == 2
+    assert s[key(t, name="mp", from_state="half_open", to_state="closed")] == 0  # from attach
     assert s[key("switchgear_pool_wait_seconds_count", pool="engines")] == 2
     assert s[key("switchgear_pool_scale_events_total", pool="engines", direction="up")] == 2
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import itertools
 import logging
 import math
@@ -27,17 +28,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from . import _validate as v
 from ._errors import CircuitOpenError
 from ._window import SlidingWindow
 
-__all__ = ["BreakerState", "CircuitBreaker", "ExceptionFilter"]
+__all__ = ["BreakerState", "CircuitBreaker", "ExceptionFilter", "counts_transitions"]
 
 logger = logging.getLogger("switchgear")
 
 T = TypeVar("T")
+_B = TypeVar("_B", bound="CircuitBreaker")
+_L = TypeVar("_L", bound=Callable[..., object])
 
 ExceptionFilter = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
@@ -51,6 +54,17 @@ _NEVER_COUNTED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, Generat
 SUCCESS = 1
 FAILURE = 0
 NEUTRAL = -1
+
+
+# Set on listeners that *count* transitions (metrics). With shared storage a transition made
+# by another process is adopted here: such listeners skip it, so the fleet counts it once.
+COUNTS_TRANSITIONS = "_switchgear_counts_transitions"
+
+
+def counts_transitions(listener: _L) -> _L:
+    """Mark ``listener`` as counting transitions: told only of those this process made."""
+    setattr(listener, COUNTS_TRANSITIONS, True)
+    return listener
 
 
 class BreakerState(str, enum.Enum):
@@ -117,7 +131,22 @@ class CircuitBreaker:
             receipt = defer(order, exc.retry_after)
 
         receipt = await breaker.call_async(charge_async, order)
+
+    With ``storage=switchgear.redis.RedisStorage(client)`` breakers of the same name in
+    every process share their state (see ``docs/redis.md``).
     """
+
+    def __new__(cls: type[_B], *args: Any, **kwargs: Any) -> _B:
+        # storage=None keeps this class and its exact code path; shared state is a subclass.
+        if kwargs.get("storage") is not None:
+            from ._shared_breaker import SharedCircuitBreaker
+
+            if cls is CircuitBreaker:
+                instance: _B = object.__new__(SharedCircuitBreaker)  # type: ignore[assignment]
+                return instance
+            if not issubclass(cls, SharedCircuitBreaker):
+                raise TypeError(f"storage= is not supported by {cls.__name__}, a subclass")
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -164,10 +193,14 @@ class CircuitBreaker:
         self._is_failure = _matcher("failure_on", failure_on)
         self._is_ignored = _matcher("ignore_on", ignore_on)
         if storage is not None:
-            raise ValueError(
-                "storage: only None (in-process state) is supported in this version, "
-                f"got {type(storage).__name__}"
-            )
+            from ._storage import Storage
+
+            if not isinstance(storage, Storage):
+                # ValueError, as this argument has always answered for unsupported values.
+                raise ValueError(
+                    "storage must be None or a switchgear storage such as "
+                    f"switchgear.redis.RedisStorage, not {type(storage).__name__}"
+                )
         self._clock = v.clock(clock)
         self._listeners: list[Listener] = []
         if on_state_change is not None:
@@ -195,6 +228,11 @@ class CircuitBreaker:
         self._window = SlidingWindow(self.window) if rate_rules else None
         self._slow_after = math.inf if self.slow_call_duration is None else self.slow_call_duration
 
+    # ``__new__`` takes ``*args, **kwargs``; tell help(), IDEs and docs tools the real options.
+    __signature__: ClassVar[inspect.Signature] = inspect.signature(__init__).replace(
+        parameters=list(inspect.signature(__init__).parameters.values())[1:]
+    )
+
     # -- introspection ---------------------------------------------------------------------
 
     @property
@@ -207,6 +245,11 @@ class CircuitBreaker:
             state = self._state
         self._dispatch()
         return state
+
+    @property
+    def storage_degraded(self) -> bool:
+        """True while shared storage is unreachable and this breaker decides locally."""
+        return False
 
     def state_durations(self) -> dict[BreakerState, float]:
         """Seconds spent in each state so far, the current one included (breaker's clock)."""

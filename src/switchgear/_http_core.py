@@ -21,26 +21,56 @@ Why recording is split the way it is:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from . import _validate as v
 from ._breaker import FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
-from ._endpoints import Response, error_response, json_response, status_document
+from ._endpoints import (
+    Response,
+    error_response,
+    json_response,
+    rejection_response,
+    status_document,
+)
+from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http_auth import Auth, Headers, make_auth
+from ._http_options import (
+    HttpOptions,
+    default_failure_status,
+    exclude_option,
+    int_option,
+    path_option,
+    probe_breaker,
+)
+from ._http_options import breaker_options as breaker_options_
 from ._metrics import Metrics
 from ._pool import DynamicPool
 from ._routes import OTHER, UNMATCHED, RouteCache
 
-__all__ = ["GLOBAL_BREAKER_NAME", "HttpCore", "HttpMiddlewareBase", "Route", "log_once"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "ENDPOINT_METHODS",
+    "GLOBAL_BREAKER_NAME",
+    "HttpCore",
+    "HttpMiddlewareBase",
+    "Route",
+    "log_once",
+]
 
 logger = logging.getLogger("switchgear")
 
 #: The name of the one breaker used with ``breaker_per_route=False``.
 GLOBAL_BREAKER_NAME = "http"
+#: The methods ``metrics_path`` and ``status_path`` answer.
+ENDPOINT_METHODS = ("GET", "HEAD")
 
 _logged: set[str] = set()
 
@@ -78,95 +108,28 @@ class Route:
         return f"<Route {self.key!r}>"
 
 
-def _path_option(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a path string or None, not {type(value).__name__}")
-    if not value.startswith("/") or any(c.isspace() for c in value) or "?" in value:
-        raise ValueError(
-            f"{name} must be a path starting with '/' (no spaces or '?'), got {value!r}"
-        )
-    return value
-
-
-def _exclude_option(value: object) -> tuple[frozenset[str], tuple[str, ...]]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(
-            "exclude_paths must be a collection of path strings (a lone string is not), "
-            f"not {type(value).__name__}"
-        )
-    exact: set[str] = set()
-    prefixes: list[str] = []
-    for item in value:
-        if not isinstance(item, str):
-            raise TypeError(f"exclude_paths items must be strings, not {type(item).__name__}")
-        if not item.startswith("/"):
-            raise ValueError(f"exclude_paths items must start with '/', got {item!r}")
-        if item.endswith("*"):
-            prefixes.append(item[:-1])
-        else:
-            exact.add(item)
-    return frozenset(exact), tuple(prefixes)
-
-
-def _int_option(name: str, value: object, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
-    return value
-
-
-def _breaker_options(value: object, clock: Callable[[], float]) -> dict[str, Any]:
-    if value is None:
-        options: dict[str, Any] = {}
-    elif isinstance(value, Mapping):
-        options = dict(value)
-    else:
-        raise TypeError(
-            f"breaker_options must be a mapping of CircuitBreaker keyword arguments, "
-            f"not {type(value).__name__}"
-        )
-    for key in options:
-        if not isinstance(key, str):
-            raise TypeError(f"breaker_options keys must be strings, got {key!r}")
-    if "name" in options:
-        raise ValueError("breaker_options must not contain 'name': each route's key is its name")
-    options.setdefault("clock", clock)
-    return options
-
-
-def _probe(options: dict[str, Any]) -> CircuitBreaker:
-    """A breaker built from ``options`` now, so a bad option fails here, not on a request."""
-    try:
-        return CircuitBreaker("breaker_options", **options)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"breaker_options: {exc}") from None
-
-
 class HttpCore:
     """Validated middleware options plus the live per-route components."""
 
     def __init__(
         self,
         *,
-        metrics_path: object,
-        status_path: object,
-        breaker_per_route: object,
-        failure_status: object,
-        breaker_options: object,
-        pool: object,
-        exclude_paths: object,
-        endpoint_auth: object,
-        registry: object,
-        max_routes: object,
-        pool_full_status: object,
-        clock: object,
+        metrics_path: object = "/metrics",
+        status_path: object = "/switchgear",
+        breaker_per_route: object = True,
+        failure_status: object = default_failure_status,
+        breaker_options: object = None,
+        pool: object = None,
+        exclude_paths: object = (),
+        endpoint_auth: object = None,
+        registry: object = None,
+        max_routes: object = 100,
+        pool_full_status: object = 503,
+        clock: object = time.monotonic,
     ) -> None:
         self.clock: Callable[[], float] = v.clock(clock)
-        self.metrics_path = _path_option("metrics_path", metrics_path)
-        self.status_path = _path_option("status_path", status_path)
+        self.metrics_path = path_option("metrics_path", metrics_path)
+        self.status_path = path_option("status_path", status_path)
         if self.metrics_path is not None and self.metrics_path == self.status_path:
             raise ValueError("metrics_path and status_path must differ")
         if not isinstance(breaker_per_route, bool):
@@ -175,13 +138,13 @@ class HttpCore:
             )
         self.breaker_per_route = breaker_per_route
         self.failure_status: Callable[[Any], object] = v.callable_("failure_status", failure_status)
-        self.breaker_options = _breaker_options(breaker_options, self.clock)
+        self.breaker_options = breaker_options_(breaker_options, self.clock)
         # Every route's breaker has these options, so this one classifies exceptions for all.
-        self.classify = _probe(self.breaker_options).classify
+        self.classify = probe_breaker(self.breaker_options).classify
         if pool is not None and not isinstance(pool, DynamicPool):
             raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
         self.pool: DynamicPool[Any] | None = pool
-        self.exclude_exact, self.exclude_prefixes = _exclude_option(exclude_paths)
+        self.exclude_exact, self.exclude_prefixes = exclude_option(exclude_paths)
         self.auth: Auth | None = make_auth(endpoint_auth)
         if registry is not None:
             from prometheus_client import CollectorRegistry
@@ -192,8 +155,8 @@ class HttpCore:
                     f"not {type(registry).__name__}"
                 )
         self.registry = registry
-        self.max_routes = _int_option("max_routes", max_routes, 1, 100_000)
-        self.pool_full_status = _int_option("pool_full_status", pool_full_status, 400, 599)
+        self.max_routes = int_option("max_routes", max_routes, 1, 100_000)
+        self.pool_full_status = int_option("pool_full_status", pool_full_status, 400, 599)
 
         # Paths answered by the middleware itself, or passed through untouched.
         self.special: dict[str, str] = dict.fromkeys(self.exclude_exact, "exclude")
@@ -212,6 +175,35 @@ class HttpCore:
             self._global_metrics = self._new_metrics(GLOBAL_BREAKER_NAME)
             self._global_metrics.attach(self.global_breaker)
         self._pool_attached = False
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def special_kind(self, path: str) -> str | None:
+        """``"metrics"``/``"status"`` for our endpoints, ``"exclude"`` for excluded paths."""
+        kind = self.special.get(path)
+        if kind is None and self.exclude_prefixes and path.startswith(self.exclude_prefixes):
+            return "exclude"
+        return kind
+
+    def circuit_rejection(self, route: Route | None, exc: CircuitOpenError) -> Response:
+        """Count a breaker rejection; the ``503`` answer (with ``Retry-After``) to send."""
+        self.reject(route, exc.reason)
+        return rejection_response(503, exc.reason, exc.name, exc.retry_after)
+
+    def pool_rejection(
+        self,
+        route: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        exc: PoolFullError | PoolTimeoutError,
+    ) -> Response:
+        """Give the breaker's permit back (the app never ran), count the rejection, answer."""
+        if breaker is not None:
+            breaker._finish(token, NEUTRAL, 0.0)
+        self.reject(route, exc.reason)
+        pool_name = self.pool.name if self.pool is not None else ""
+        name = route.key if route is not None else pool_name
+        return rejection_response(self.pool_full_status, exc.reason, name, 1.0)
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -341,6 +333,14 @@ class HttpCore:
             log_once("endpoint_auth", "switchgear: endpoint_auth raised; request denied")
             return False
 
+    def endpoint_refusal(self, verdict: object, method: object) -> Response | None:
+        """``401`` without a positive auth verdict, ``405`` for a method other than GET/HEAD."""
+        if not verdict:
+            return error_response(401, "unauthorized", [("WWW-Authenticate", "Bearer")])
+        if method not in ENDPOINT_METHODS:
+            return error_response(405, "method_not_allowed", [("Allow", "GET, HEAD")])
+        return None
+
     def metrics_response(self, accept: str) -> Response:
         """``/metrics``: Prometheus text, or OpenMetrics when ``accept`` asks for it."""
         from ._metrics import render_latest
@@ -384,10 +384,51 @@ class HttpCore:
             return error_response(500, "internal_error")
 
 
-class HttpMiddlewareBase:
-    """Introspection shared by the ASGI and WSGI middleware."""
+AppT = TypeVar("AppT", bound=Callable[..., Any])
 
+_OPTION_NAMES = HttpOptions.__optional_keys__ | HttpOptions.__required_keys__
+
+
+class HttpMiddlewareBase(Generic[AppT]):
+    """What the ASGI and WSGI middleware share: construction and introspection."""
+
+    #: How the constructor's first parameter is named and what it must be (for errors).
+    _app_param: ClassVar[str] = "app"
+    _app_kind: ClassVar[str] = "an application"
+
+    app: AppT
     _core: HttpCore
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # What help() and IDEs show: the app, then every option with its default (the
+        # defaults live on HttpCore, the option types on HttpOptions).
+        hints = {
+            k: getattr(h, "__forward_arg__", h) for k, h in HttpOptions.__annotations__.items()
+        }
+        options = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(HttpCore).parameters.values()
+        ]
+        first = inspect.Parameter(cls._app_param, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        app_hint = inspect.signature(cls.__init__).parameters.get(cls._app_param)
+        if app_hint is not None:
+            first = first.replace(annotation=app_hint.annotation)
+        signature = inspect.Signature([first, *options], return_annotation=None)
+        cls.__signature__ = signature  # type: ignore[attr-defined]
+
+    def __init__(self, app: AppT, /, **options: Unpack[HttpOptions]) -> None:
+        if not callable(app):
+            raise TypeError(
+                f"{self._app_param} must be {self._app_kind} (callable), not {type(app).__name__}"
+            )
+        unknown = options.keys() - _OPTION_NAMES
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {min(unknown)!r}"
+            )
+        self.app = app
+        self._core = HttpCore(**options)
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         """The breaker of each route key seen so far (one shared breaker when not per route)."""

@@ -249,7 +249,9 @@ class Metrics:
         """Report a breaker's state or a pool's sizes and events through these metrics.
 
         A breaker (anything with ``add_listener``, ``state`` and ``state_durations``) must
-        have this name; its transitions are counted from now on, its state and time in each
+        have this name; its transitions are counted from now on (the four it makes by itself,
+        closed->open, open->half_open, half_open->open and half_open->closed, are exported at
+        0 right away, so ``increase()`` sees the first trip), its state and time in each
         state are read at scrape time. A pool (``stats()``, ``min_size``, ``max_size``,
         ``_add_observer``) is labelled with its own name. Both are held weakly: attaching
         does not keep them alive, and a dead one disappears from the exposition. Attaching

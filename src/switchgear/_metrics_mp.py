@@ -32,6 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram, values
 
 from ._metrics_pool import SCALE_DIRECTIONS, PoolSeries
 from ._metrics_series import (
+    AUTOMATIC_TRANSITIONS,
     BREAKER_STATES,
     LATENCY_BUCKETS,
     REJECTION_REASONS,
@@ -124,6 +125,10 @@ class MultiprocessMirror:
         self.transitions.labels(series.name, old, new).inc()
         for state in BREAKER_STATES:
             self.state.labels(series.name, state).set(1.0 if state == new else 0.0)
+
+    def breaker_attached(self, series: Series) -> None:
+        for old, new in AUTOMATIC_TRANSITIONS:
+            self.transitions.labels(series.name, old, new)  # exported as 0 from now on
 
     def pool_added(self, pool: PoolSeries) -> None:
         for direction in SCALE_DIRECTIONS:

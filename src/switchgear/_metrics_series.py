@@ -24,12 +24,14 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._breaker import counts_transitions
 from ._window import SlidingWindow
 
 if TYPE_CHECKING:
     from ._metrics_store import Store
 
 __all__ = [
+    "AUTOMATIC_TRANSITIONS",
     "BREAKER_STATES",
     "LATENCY_BUCKETS",
     "REJECTION_REASONS",
@@ -55,6 +57,16 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 REJECTION_REASONS = ("circuit_open", "half_open_full", "pool_full", "pool_timeout")
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
+#: The transitions a breaker makes by itself (trip, probe, reopen, close). Their counters are
+#: exported at 0 from the moment a breaker is attached, so ``increase()`` and ``rate()`` see
+#: the very first trip: a counter series born at 1 has no earlier sample to rise from.
+#: Manual transitions (``reset``, ``force_open``, ``disable``) appear with their first use.
+AUTOMATIC_TRANSITIONS: tuple[tuple[str, str], ...] = (
+    ("closed", "open"),
+    ("open", "half_open"),
+    ("half_open", "open"),
+    ("half_open", "closed"),
+)
 
 # Housekeeping (OpenTelemetry activation, multiprocess gauges) runs at most this often.
 TICK_SECONDS = 1.0
@@ -388,10 +400,14 @@ class Series:
                 return
             live.append(weakref.ref(breaker))
             self.breakers = live
+            for key in AUTOMATIC_TRANSITIONS:
+                self.transitions.setdefault(key, 0)
         breaker.add_listener(self.on_transition)
         if self.store.mirror is not None:
+            self.store.mirror.breaker_attached(self)
             self.store.mirror.refresh(self.store)
 
+    @counts_transitions  # with shared storage: only transitions this process made
     def on_transition(self, old: object, new: object) -> None:
         """Breaker listener: count the transition (runs after every state change, in order)."""
         key = (_label(old), _label(new))

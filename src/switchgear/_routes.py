@@ -83,9 +83,13 @@ def path_shape(path: str) -> str | None:
     if len(path) > MAX_CACHED_PATH:
         return None
     segments = path.split("/")
+    ascii_path = path.isascii()
     changed = False
+    # On the middleware's hot path: the cheap tests first (ASCII digits; long enough for hex).
     for i, segment in enumerate(segments):
-        if _id_like(segment):
+        if (segment.isdigit() and (ascii_path or segment.isascii())) or (
+            len(segment) >= 16 and _id_like(segment)
+        ):
             segments[i] = "{}"
             changed = True
     return "/".join(segments) if changed else None

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS
-from ._endpoints import Response, error_response, rejection_response
+from ._endpoints import Response
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http_auth import Headers
-from ._http_core import HttpCore, HttpMiddlewareBase, log_once
+from ._http_core import HttpMiddlewareBase, log_once
+from ._http_options import HttpOptions
+from ._pool import _MISSING as _NO_RESOURCE
 from ._routes import METHODS, asgi_template
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ASGIMiddleware"]
 
@@ -32,12 +36,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_ENDPOINT_METHODS = ("GET", "HEAD")
-
-
-def _default_failure_status(code: int) -> bool:
-    return code >= 500
 
 
 async def _respond(send: Send, response: Response, head: bool) -> None:
@@ -52,7 +50,7 @@ async def _respond(send: Send, response: Response, head: bool) -> None:
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-class ASGIMiddleware(HttpMiddlewareBase):
+class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
     """Protect and measure every HTTP route of an ASGI app (Starlette, FastAPI, ...).
 
     Each request is keyed ``"METHOD template"`` by the route the framework matched
@@ -74,42 +72,14 @@ class ASGIMiddleware(HttpMiddlewareBase):
             exclude_paths=("/healthz",),
             endpoint_auth="s3cret-token",
         )
+
+    The options and their defaults are in the signature (typed by ``HttpOptions``).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        metrics_path: str | None = "/metrics",
-        status_path: str | None = "/switchgear",
-        breaker_per_route: bool = True,
-        failure_status: Callable[[int], bool] = _default_failure_status,
-        breaker_options: dict[str, Any] | None = None,
-        pool: Any = None,
-        exclude_paths: tuple[str, ...] | list[str] | frozenset[str] = (),
-        endpoint_auth: str | Callable[[Headers], Any] | None = None,
-        registry: Any = None,
-        max_routes: int = 100,
-        pool_full_status: int = 503,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not callable(app):
-            raise TypeError(f"app must be an ASGI application (callable), not {type(app).__name__}")
-        self.app = app
-        self._core = HttpCore(
-            metrics_path=metrics_path,
-            status_path=status_path,
-            breaker_per_route=breaker_per_route,
-            failure_status=failure_status,
-            breaker_options=breaker_options,
-            pool=pool,
-            exclude_paths=exclude_paths,
-            endpoint_auth=endpoint_auth,
-            registry=registry,
-            max_routes=max_routes,
-            pool_full_status=pool_full_status,
-            clock=clock,
-        )
+    _app_kind = "an ASGI application"
+
+    def __init__(self, app: ASGIApp, **options: Unpack[HttpOptions]) -> None:
+        super().__init__(app, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -123,11 +93,9 @@ class ASGIMiddleware(HttpMiddlewareBase):
         route_path = path
         if root and type(root) is str and path.startswith(root):
             route_path = path[len(root) :] or "/"
-        kind = core.special.get(route_path)
-        if kind is not None or (
-            core.exclude_prefixes and route_path.startswith(core.exclude_prefixes)
-        ):
-            if kind is None or kind == "exclude":
+        kind = core.special_kind(route_path)
+        if kind is not None:
+            if kind == "exclude":
                 await self.app(scope, receive, send)
             else:
                 await self._endpoint(kind, scope, send)
@@ -143,29 +111,20 @@ class ASGIMiddleware(HttpMiddlewareBase):
             try:
                 token = breaker._admit()
             except CircuitOpenError as exc:
-                core.reject(route, exc.reason)
-                await _respond(
-                    send,
-                    rejection_response(503, exc.reason, exc.name, exc.retry_after),
-                    method == "HEAD",
-                )
+                await _respond(send, core.circuit_rejection(route, exc), method == "HEAD")
                 return
         pool = core.pool
         resource: Any = None
         cold = False
         if pool is not None:
             try:
-                resource, cold, _ = await pool._acquire_ex_async()
+                # An idle resource needs no await: skip creating a coroutine for it.
+                resource = pool._take()
+                if resource is _NO_RESOURCE:
+                    resource, cold, _ = await pool._acquire_ex_async()
             except (PoolFullError, PoolTimeoutError) as exc:
-                if breaker is not None:
-                    breaker._finish(token, NEUTRAL, 0.0)  # the app never ran
-                core.reject(route, exc.reason)
-                name = route.key if route is not None else pool.name
-                await _respond(
-                    send,
-                    rejection_response(core.pool_full_status, exc.reason, name, 1.0),
-                    method == "HEAD",
-                )
+                rejection = core.pool_rejection(route, breaker, token, exc)
+                await _respond(send, rejection, method == "HEAD")
                 return
             except BaseException:
                 if breaker is not None:
@@ -215,44 +174,29 @@ class ASGIMiddleware(HttpMiddlewareBase):
                 gone = True  # the client went away; what the app does next is not its fault
                 raise
 
+        outcome = NEUTRAL
+        counted = False
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             if not done:
-                done = True
                 counted = not (gone or isinstance(exc, _NEVER_COUNTED))
-                core.complete(
-                    route,
-                    breaker,
-                    token,
-                    method,
-                    path,
-                    asgi_template(scope, root),
-                    core.classify(exc) if counted else NEUTRAL,
-                    clock() - start,
-                    cold,
-                    counted,
-                )
+                outcome = core.classify(exc) if counted else NEUTRAL
             raise
         else:
             if not done:
-                done = True
                 # No response at all: the server answers 500 for it. Started but never
                 # finished: the client went away mid-response (not counted).
                 counted = status == 0
-                core.complete(
-                    route,
-                    breaker,
-                    token,
-                    method,
-                    path,
-                    asgi_template(scope, root),
-                    core.status_outcome(500) if counted else NEUTRAL,
-                    clock() - start,
-                    cold,
-                    counted,
-                )
+                outcome = core.status_outcome(500) if counted else NEUTRAL
         finally:
+            if not done:
+                done = True
+                template = asgi_template(scope, root)
+                duration = clock() - start
+                core.complete(
+                    route, breaker, token, method, path, template, outcome, duration, cold, counted
+                )
             if pool is not None:
                 try:
                     pool.release(resource)
@@ -271,12 +215,8 @@ class ASGIMiddleware(HttpMiddlewareBase):
             except Exception:
                 log_once("endpoint_auth", "switchgear: endpoint_auth raised; request denied")
                 verdict = False
-        response: Response
-        if not verdict:
-            response = error_response(401, "unauthorized", [("WWW-Authenticate", "Bearer")])
-        elif scope.get("method") not in _ENDPOINT_METHODS:
-            response = error_response(405, "method_not_allowed", [("Allow", "GET, HEAD")])
-        elif kind == "metrics":
+        response = core.endpoint_refusal(verdict, scope.get("method"))
+        if response is None and kind == "metrics":
             accept = headers.get("accept", "")
             try:
                 loop = asyncio.get_running_loop()
@@ -285,6 +225,6 @@ class ASGIMiddleware(HttpMiddlewareBase):
             else:
                 # Multiprocess aggregation reads files: keep it off the event loop.
                 response = await loop.run_in_executor(None, core.metrics_response, accept)
-        else:
+        elif response is None:
             response = core.status_response()
         await _respond(send, response, head)

@@ -13,18 +13,21 @@ See ``docs/middleware.md`` for every option, framework notes and gunicorn pre-fo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._breaker import _NEVER_COUNTED, NEUTRAL, CircuitBreaker
-from ._endpoints import Response, error_response, reason_phrase, rejection_response
+from ._endpoints import Response, reason_phrase
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http_auth import Headers
 from ._http_core import HttpCore, HttpMiddlewareBase, Route, log_once
 from ._http_django import django_route_middleware
+from ._http_options import HttpOptions
 from ._routes import method_label, wsgi_template
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["WSGIMiddleware", "django_route_middleware"]
 
@@ -32,10 +35,6 @@ Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Any]  # (status, headers[, exc_info]) -> write
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-
-
-def _default_failure_status(code: int) -> bool:
-    return code >= 500
 
 
 def _respond(start_response: StartResponse, response: Response, head: bool) -> list[bytes]:
@@ -229,7 +228,7 @@ class _Exchange:
             self._release()
 
 
-class WSGIMiddleware(HttpMiddlewareBase):
+class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
     """Protect and measure every route of a WSGI app (Flask, Django, any Werkzeug app).
 
     The same options and behaviour as :class:`switchgear.asgi.ASGIMiddleware`: requests are
@@ -247,53 +246,24 @@ class WSGIMiddleware(HttpMiddlewareBase):
             breaker_options={"failure_threshold": 5, "open_timeout": 30.0},
             endpoint_auth="s3cret-token",
         )
+
+    The options and their defaults are in the signature (typed by ``HttpOptions``).
     """
 
-    def __init__(
-        self,
-        wsgi_app: WSGIApp,
-        *,
-        metrics_path: str | None = "/metrics",
-        status_path: str | None = "/switchgear",
-        breaker_per_route: bool = True,
-        failure_status: Callable[[int], bool] = _default_failure_status,
-        breaker_options: dict[str, Any] | None = None,
-        pool: Any = None,
-        exclude_paths: tuple[str, ...] | list[str] | frozenset[str] = (),
-        endpoint_auth: str | Callable[[Headers], Any] | None = None,
-        registry: Any = None,
-        max_routes: int = 100,
-        pool_full_status: int = 503,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not callable(wsgi_app):
-            raise TypeError(
-                f"wsgi_app must be a WSGI application (callable), not {type(wsgi_app).__name__}"
-            )
-        self.app = wsgi_app
-        self._core = HttpCore(
-            metrics_path=metrics_path,
-            status_path=status_path,
-            breaker_per_route=breaker_per_route,
-            failure_status=failure_status,
-            breaker_options=breaker_options,
-            pool=pool,
-            exclude_paths=exclude_paths,
-            endpoint_auth=endpoint_auth,
-            registry=registry,
-            max_routes=max_routes,
-            pool_full_status=pool_full_status,
-            clock=clock,
-        )
+    _app_param = "wsgi_app"
+    _app_kind = "a WSGI application"
+
+    def __init__(self, wsgi_app: WSGIApp, **options: Unpack[HttpOptions]) -> None:
+        super().__init__(wsgi_app, **options)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         core = self._core
         path = environ.get("PATH_INFO", "")
         if not isinstance(path, str):
             path = ""
-        kind = core.special.get(path or "/")
-        if kind is not None or (core.exclude_prefixes and path.startswith(core.exclude_prefixes)):
-            if kind is None or kind == "exclude":
+        kind = core.special_kind(path or "/")
+        if kind is not None:
+            if kind == "exclude":
                 return self.app(environ, start_response)
             return self._endpoint(kind, environ, start_response)
 
@@ -305,12 +275,8 @@ class WSGIMiddleware(HttpMiddlewareBase):
             try:
                 token = breaker._admit()
             except CircuitOpenError as exc:
-                core.reject(route, exc.reason)
-                return _respond(
-                    start_response,
-                    rejection_response(503, exc.reason, exc.name, exc.retry_after),
-                    method == "HEAD",
-                )
+                rejection = core.circuit_rejection(route, exc)
+                return _respond(start_response, rejection, method == "HEAD")
         pool = core.pool
         resource: Any = None
         cold = False
@@ -318,15 +284,8 @@ class WSGIMiddleware(HttpMiddlewareBase):
             try:
                 resource, cold, _ = pool._acquire_ex()
             except (PoolFullError, PoolTimeoutError) as exc:
-                if breaker is not None:
-                    breaker._finish(token, NEUTRAL, 0.0)  # the app never ran
-                core.reject(route, exc.reason)
-                name = route.key if route is not None else pool.name
-                return _respond(
-                    start_response,
-                    rejection_response(core.pool_full_status, exc.reason, name, 1.0),
-                    method == "HEAD",
-                )
+                rejection = core.pool_rejection(route, breaker, token, exc)
+                return _respond(start_response, rejection, method == "HEAD")
             except BaseException:
                 if breaker is not None:
                     breaker._finish(token, NEUTRAL, 0.0)
@@ -355,13 +314,9 @@ class WSGIMiddleware(HttpMiddlewareBase):
                 close()  # an async predicate cannot be awaited here: deny, don't leak it
             log_once("endpoint_auth_async", "switchgear: endpoint_auth is async under WSGI")
             verdict = False
-        response: Response
-        if not verdict:
-            response = error_response(401, "unauthorized", [("WWW-Authenticate", "Bearer")])
-        elif method not in ("GET", "HEAD"):
-            response = error_response(405, "method_not_allowed", [("Allow", "GET, HEAD")])
-        elif kind == "metrics":
+        response = core.endpoint_refusal(verdict, method)
+        if response is None and kind == "metrics":
             response = core.metrics_response(headers.get("accept", ""))
-        else:
+        elif response is None:
             response = core.status_response()
         return _respond(start_response, response, method == "HEAD")

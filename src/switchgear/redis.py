@@ -1,0 +1,151 @@
+"""Shared circuit-breaker state in Redis: breakers with one name trip, probe and close as one.
+
+Example::
+
+    import redis
+    import switchgear as sg
+    from switchgear.redis import RedisStorage
+
+    storage = RedisStorage(redis.Redis(host="redis", socket_timeout=0.25), key_prefix="shop:")
+    breaker = sg.CircuitBreaker("payments", failure_threshold=5, storage=storage)
+
+See ``docs/redis.md`` for the key layout, the staleness bound and degraded mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+
+from . import _validate as v
+from ._storage import Storage
+
+__all__ = ["RedisStorage"]
+
+logger = logging.getLogger("switchgear")
+
+_S = TypeVar("_S", bound="RedisStorage")
+
+
+class RedisStorage(Storage):
+    """Keeps the state of breakers in Redis so that many processes and hosts share it.
+
+    ``client`` is a redis-py client, ``redis.Redis`` or ``redis.asyncio.Redis``; pass the
+    storage to breakers as ``CircuitBreaker(name, storage=storage)`` (also through
+    ``@protected(breaker=...)`` and the middleware's ``breaker_options``). One storage
+    serves any number of breakers; a breaker's Redis keys are ``<key_prefix>{<name>}...``.
+
+    * ``max_staleness`` (seconds, default 1.0): the longest a process may act on state it
+      read from Redis; every breaker re-reads its state at least every ``max_staleness / 2``.
+      Outcomes that matter (failures, a success ending a failure streak, trial results,
+      manual commands) are written at once by a background worker, never on the caller's
+      thread; successes for rate rules are batched for at most ``max_staleness / 2``.
+    * ``timeout`` (seconds, default 0.25): the longest one exchange with Redis may take.
+      After ``max_staleness + timeout`` without an answer, breakers decide on local state
+      (degraded mode: ``storage.degraded``, ``breaker.storage_degraded``, one log line) and
+      adopt Redis's state again as soon as it answers. Calls never wait for Redis.
+    * ``key_ttl`` (seconds, default 86400): keys expire this long after their last write.
+
+    With a synchronous client the exchanges run on a daemon thread (give the client a
+    ``socket_timeout`` so that thread cannot hang on a dead connection); with an asyncio
+    client they run in a task on the event loop the breakers are first used from.
+
+    Example::
+
+        storage = RedisStorage(redis.asyncio.Redis(), max_staleness=0.5)
+        breaker = sg.CircuitBreaker("search", storage=storage)
+        result = await breaker.call_async(search, query)
+    """
+
+    client: Any
+    key_prefix: str
+
+    def __new__(cls: type[_S], client: object, *args: Any, **kwargs: Any) -> _S:
+        target: type[RedisStorage] = cls
+        if cls is RedisStorage:
+            if isinstance(client, redis.asyncio.Redis):
+                from ._redis_async import AsyncRedisStorage
+
+                target = AsyncRedisStorage
+            elif isinstance(client, redis.Redis):
+                from ._redis_sync import SyncRedisStorage
+
+                target = SyncRedisStorage
+            else:
+                raise TypeError(
+                    "client must be a redis.Redis or redis.asyncio.Redis client, "
+                    f"not {type(client).__name__}"
+                )
+        instance: _S = object.__new__(target)  # type: ignore[assignment]
+        return instance
+
+    def __init__(
+        self,
+        client: redis.Redis | redis.asyncio.Redis,
+        *,
+        key_prefix: str = "switchgear:",
+        max_staleness: v.Seconds = 1.0,
+        timeout: v.Seconds = 0.25,
+        key_ttl: v.Seconds = 86400.0,
+    ) -> None:
+        if not isinstance(client, (redis.Redis, redis.asyncio.Redis)):
+            raise TypeError(
+                "client must be a redis.Redis or redis.asyncio.Redis client, "
+                f"not {type(client).__name__}"
+            )
+        if not isinstance(key_prefix, str):
+            raise TypeError(f"key_prefix must be a str, not {type(key_prefix).__name__}")
+        if not key_prefix:
+            raise ValueError("key_prefix must be a non-empty string, got ''")
+        if "{" in key_prefix or "}" in key_prefix:
+            raise ValueError(
+                f"key_prefix must not contain braces (the breaker name is the key's hash "
+                f"tag), got {key_prefix!r}"
+            )
+        staleness = v.seconds("max_staleness", max_staleness)
+        if staleness > 60.0:
+            raise ValueError(f"max_staleness must be <= 60 seconds, got {staleness!r}")
+        op_timeout = v.seconds("timeout", timeout)
+        if op_timeout > 30.0:
+            raise ValueError(f"timeout must be <= 30 seconds, got {op_timeout!r}")
+        ttl = v.seconds("key_ttl", key_ttl)
+        if ttl < 1.0:
+            raise ValueError(f"key_ttl must be >= 1 second, got {ttl!r}")
+        super().__init__(max_staleness=staleness, timeout=op_timeout, key_ttl=ttl)
+        self.client = client
+        self.key_prefix = key_prefix
+        if isinstance(client, redis.Redis):
+            kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+            if kwargs.get("socket_timeout") is None:
+                logger.warning(
+                    "switchgear: the Redis client of %r has no socket_timeout; its worker "
+                    "thread could hang on a dead connection (calls are never blocked, but "
+                    "state would not resynchronize until the OS gives up)",
+                    self,
+                )
+
+    def __repr__(self) -> str:
+        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        return f"RedisStorage({where}, key_prefix={self.key_prefix!r})"
+
+    # The driver chosen in __new__ (thread or asyncio task) provides these two.
+    def wake(self) -> None:
+        raise NotImplementedError
+
+    def _start(self) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the background worker; breakers keep working on local state.
+
+        The client is not closed: it is the caller's.
+        """
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, awaiting the worker task of an asyncio client."""
+        self.close()

@@ -1,0 +1,60 @@
+"""The middleware constructors: one option set, same signature and errors for ASGI and WSGI."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from switchgear.asgi import ASGIMiddleware
+from switchgear.wsgi import WSGIMiddleware
+
+OPTIONS = [
+    "metrics_path",
+    "status_path",
+    "breaker_per_route",
+    "failure_status",
+    "breaker_options",
+    "pool",
+    "exclude_paths",
+    "endpoint_auth",
+    "registry",
+    "max_routes",
+    "pool_full_status",
+    "clock",
+]
+
+
+def app(*args: Any) -> Any:
+    return None
+
+
+@pytest.mark.parametrize(("cls", "first"), [(ASGIMiddleware, "app"), (WSGIMiddleware, "wsgi_app")])
+def test_signature_lists_every_option_keyword_only_with_defaults(cls: type, first: str) -> None:
+    params = inspect.signature(cls).parameters
+    assert list(params) == [first, *OPTIONS]
+    assert params[first].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    for name in OPTIONS:
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["metrics_path"].default == "/metrics"
+    assert params["status_path"].default == "/switchgear"
+    assert params["max_routes"].default == 100
+    assert params["pool_full_status"].default == 503
+    assert params["failure_status"].default(500) is True
+    assert params["failure_status"].default(404) is False
+
+
+@pytest.mark.parametrize(("cls", "first"), [(ASGIMiddleware, "app"), (WSGIMiddleware, "wsgi_app")])
+def test_app_by_keyword_and_errors_name_the_argument(cls: Any, first: str) -> None:
+    mw = cls(**{first: app}, registry=CollectorRegistry())
+    assert mw.app is app
+    with pytest.raises(TypeError, match=f"^{first} must be an? [AW]SGI application"):
+        cls(42)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        cls(app, bogus=1)
+    with pytest.raises(TypeError):
+        cls(app, "/metrics")  # options are keyword-only
+    with pytest.raises(ValueError, match="max_routes"):
+        cls(app, max_routes=0)
