@@ -23,6 +23,7 @@ import redis.asyncio
 from prometheus_client import CollectorRegistry
 
 import switchgear as sg
+from switchgear._endpoints import _breaker_status
 from switchgear.redis import RedisStorage
 from tests.conftest import require_binary
 
@@ -380,7 +381,12 @@ def test_redis_killed_then_restarted(
     try:
         options: dict[str, Any] = {"failure_threshold": 3, "open_timeout": 30.0}
         breaker = shared("fault", storage, **options)
+        registry = CollectorRegistry()
+        sg.Metrics("fault", registry=registry).attach(breaker)
+        degraded = "switchgear_circuit_storage_degraded"
         wait_for(lambda: breaker._linked)  # type: ignore[attr-defined]
+        assert registry.get_sample_value(degraded, {"name": "fault"}) == 0.0
+        assert _breaker_status(breaker) == {"state": "closed", "storage_degraded": False}
         caplog.set_level(logging.WARNING, logger="switchgear")
         own_server.kill()
         worst = 0.0
@@ -392,6 +398,8 @@ def test_redis_killed_then_restarted(
             assert time.monotonic() - start < BOUND, "degraded mode not entered in time"
         assert worst < 0.05  # calls never waited for the dead server
         assert storage.degraded
+        assert registry.get_sample_value(degraded, {"name": "fault"}) == 1.0
+        assert _breaker_status(breaker)["storage_degraded"] is True
         # Local decisions while Redis is away.
         fail(breaker, 3)
         assert breaker.state is sg.BreakerState.OPEN
@@ -405,6 +413,7 @@ def test_redis_killed_then_restarted(
         own_server.start()  # empty: the restart lost every key
         wait_for(lambda: not breaker.storage_degraded, 5.0)
         assert not storage.degraded
+        assert registry.get_sample_value(degraded, {"name": "fault"}) == 0.0
         # The first process back seeds Redis with its state...
         assert own_server.client().hget("switchgear:{fault}", "state") == b"open"
         peer = shared("fault", other, **options)

@@ -113,14 +113,23 @@ def as_dict(value: object) -> dict[str, Any]:
     return {k: v for k, v in vars(value).items() if not k.startswith("_")}
 
 
+def _breaker_status(breaker: object) -> dict[str, Any]:
+    # ``breaker`` is a state string, or the breaker itself (shared ones report degraded mode).
+    state = getattr(breaker, "state", breaker)
+    out: dict[str, Any] = {"state": getattr(state, "value", state)}
+    if getattr(breaker, "_storage", None) is not None:
+        out["storage_degraded"] = bool(getattr(breaker, "storage_degraded", False))
+    return out
+
+
 def status_document(
-    names: Mapping[str, tuple[object, object, str]],
+    names: Mapping[str, tuple[object, object, object]],
     pools: Mapping[str, object],
     memory: tuple[int, int],
 ) -> dict[str, Any]:
     """The status endpoint's JSON in the seed's shape.
 
-    ``names`` maps a route key to ``(Stats, WindowStats, breaker state)``; ``pools`` maps a
+    ``names`` maps a route key to ``(Stats, WindowStats, breaker or its state)``; ``pools`` maps a
     pool name to its ``PoolStats``; ``memory`` is ``(used, limit)`` in bytes (limit 0 = none).
     """
     return {
@@ -128,7 +137,7 @@ def status_document(
             name: {
                 "total": as_dict(total),
                 "window": as_dict(window),
-                "circuit_breaker": {"state": state},
+                "circuit_breaker": _breaker_status(state),
             }
             for name, (total, window, state) in names.items()
         },

@@ -363,7 +363,7 @@ class HttpCore:
     def status_response(self) -> Response:
         """The status endpoint: per route totals, window and breaker state; pools; memory."""
         try:
-            names: dict[str, tuple[object, object, str]] = {}
+            names: dict[str, tuple[object, object, object]] = {}
             memory: tuple[int, int] | None = None
             for key, route in sorted(self.routes().items()):
                 stats = route.metrics.stats()
@@ -372,7 +372,7 @@ class HttpCore:
                         int(getattr(stats, "memory_used", 0)),
                         int(getattr(stats, "memory_limit", 0)),
                     )
-                names[key] = (stats, route.metrics.window_stats(), route.breaker.state.value)
+                names[key] = (stats, route.metrics.window_stats(), route.breaker)
             if memory is None:
                 from ._memory import read_memory
 

@@ -37,6 +37,9 @@ HELP = {
     "switchgear_cold_starts": "Calls that waited for a pool resource created for them.",
     "switchgear_request_duration_seconds": "Duration of executed calls in seconds.",
     "switchgear_circuit_state": "Circuit breaker state: 1 for the current state, 0 for the others.",
+    "switchgear_circuit_storage_degraded": (
+        "1 while a shared breaker runs on local state because its storage (Redis) is unreachable."
+    ),
     "switchgear_circuit_transitions": "Circuit breaker state transitions.",
     "switchgear_circuit_time_seconds": "Seconds the circuit breaker has spent in each state.",
     "switchgear_pool_size": "Resources in the pool (idle and in use).",
@@ -106,6 +109,7 @@ class _Families:
         }
         self.gauges = {
             "state": g("switchgear_circuit_state", ["name", "state"]),
+            "degraded": g("switchgear_circuit_storage_degraded", ["name"]),
             **{key: g(f"switchgear_pool_{key}", ["pool"]) for key in _POOL_GAUGES},
             "memory_used": g("switchgear_memory_used_bytes", [], "bytes"),
             "memory_limit": g("switchgear_memory_limit_bytes", [], "bytes"),
@@ -122,6 +126,7 @@ class _Families:
             c["cold_starts"],
             h["duration"],
             g["state"],
+            g["degraded"],
             c["transitions"],
             c["circuit_time"],
             *(g[key] for key in _POOL_GAUGES),
@@ -165,6 +170,7 @@ class Collector:
         cold_starts = c["cold_starts"].samples
         duration = fam.histograms["duration"].samples
         state_samples = g["state"].samples
+        degraded_samples = g["degraded"].samples
         time_samples = c["circuit_time"].samples
         qps, error_ratio, latency_avg = (
             g["qps"].samples,
@@ -207,6 +213,11 @@ class Collector:
             duration.append(Sample(_DURATION_SUM, n, snap.latency_sum))
             for (old, new), count in sorted(snap.transitions.items()):
                 c["transitions"].add_metric([name, old, new], count)
+            breaker = series.breaker() if view is not None else None
+            if breaker is not None and getattr(breaker, "_storage", None) is not None:
+                # Only shared breakers have a storage that can be unreachable.
+                flag = 1.0 if breaker.storage_degraded else 0.0
+                degraded_samples.append(Sample("switchgear_circuit_storage_degraded", n, flag))
             if view is not None:
                 state, durations = view
                 states = BREAKER_STATES if state in BREAKER_STATES else (*BREAKER_STATES, state)
