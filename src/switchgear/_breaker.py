@@ -386,25 +386,21 @@ class CircuitBreaker:
         gen = self._closed_gen
         if gen is not None:
             return gen
+        return self._admit_locked()
+
+    def _admit_locked(self) -> int | None:
         error: CircuitOpenError | None = None
         token: int | None = None
         with self._lock:
             now = self._clock()
-            self._advance(now)
+            self._refresh(now)
             state = self._state
             if state is _CLOSED:
                 token = self._gen
             elif state is _HALF_OPEN:
-                if self._trial_successes + len(self._trials) < self.half_open_max_calls:
-                    token = next(self._permit_ids)
-                    self._trials[token] = now
-                else:
-                    oldest = next(iter(self._trials.values()), now)
-                    retry = min(1.0, max(oldest + self.open_timeout - now, 0.0))
-                    error = CircuitOpenError(self.name, retry, "half_open_full")
+                token, error = self._take_trial(now)
             elif state is _OPEN:
-                retry = max(self._opened_at + self.open_timeout - now, 0.0)
-                error = CircuitOpenError(self.name, retry, "circuit_open")
+                error = self._open_rejection(now)
             elif state is _FORCED_OPEN:
                 error = CircuitOpenError(self.name, 0.0, "circuit_open")
         if self._events:
@@ -412,6 +408,29 @@ class CircuitBreaker:
         if error is not None:
             raise error
         return token
+
+    # Hooks for shared state (see _shared_breaker), called with the lock held. In-process,
+    # bringing the state up to date is just applying due transitions.
+    def _refresh(self, now: float) -> None:
+        self._advance(now)
+
+    def _take_trial(self, now: float) -> tuple[int | None, CircuitOpenError | None]:
+        """A trial permit in HALF_OPEN, or the rejection when the episode's permits are taken."""
+        if self._trial_successes + len(self._trials) < self.half_open_max_calls:
+            token = next(self._permit_ids)
+            self._trials[token] = now
+            return token, None
+        oldest = next(iter(self._trials.values()), now)
+        retry = min(1.0, max(oldest + self.open_timeout - now, 0.0))
+        return None, CircuitOpenError(self.name, retry, "half_open_full")
+
+    def _open_rejection(self, now: float) -> CircuitOpenError:
+        retry = max(self._opened_at + self.open_timeout - now, 0.0)
+        return CircuitOpenError(self.name, retry, "circuit_open")
+
+    def _settle_trial(self, token: int, outcome: int, now: float) -> None:
+        """Count the result of the trial call ``token`` (already removed from ``_trials``)."""
+        self._count_trial(outcome, now)
 
     def _finish(self, token: int | None, outcome: int, duration: float) -> None:
         """Count the result of a call admitted with ``token``."""
@@ -427,10 +446,10 @@ class CircuitBreaker:
             return
         with self._lock:
             now = self._clock()
-            self._advance(now)
+            self._refresh(now)
             if token < 0:
                 if self._trials.pop(token, None) is not None:
-                    self._count_trial(outcome, now)
+                    self._settle_trial(token, outcome, now)
             elif token == self._gen and self._state is _CLOSED:
                 self._count_closed(outcome, duration, now)
         if self._events:

@@ -123,75 +123,39 @@ class SharedCircuitBreaker(CircuitBreaker):
     # -- calls -----------------------------------------------------------------------------
 
     def _admit(self) -> int | None:
-        gen = self._closed_gen
-        if gen is not None and self._attached:
-            return gen
-        if not self._attached:
-            self._attach()
-        error: CircuitOpenError | None = None
-        token: int | None = None
-        with self._lock:
-            now = self._clock()
-            linked = self._check_link()
-            self._advance(now)
-            state = self._state
-            if state is _CLOSED:
-                token = self._gen
-            elif state is _HALF_OPEN:
-                if linked:
-                    if self._reserved:
-                        permit, _ = self._reserved.pop(0)
-                        token = next(self._permit_ids)
-                        self._trials[token] = now
-                        self._permit_of[token] = permit
-                    else:
-                        if not self._full:
-                            self._want = min(self._want + 1, self.half_open_max_calls)
-                            self._dirty = True
-                            self._storage.wake()
-                        retry = min(1.0, self._storage.timeout)
-                        error = CircuitOpenError(self.name, retry, "half_open_full")
-                elif self._trial_successes + len(self._trials) < self.half_open_max_calls:
-                    token = next(self._permit_ids)
-                    self._trials[token] = now
-                else:
-                    oldest = next(iter(self._trials.values()), now)
-                    retry = min(1.0, max(oldest + self.open_timeout - now, 0.0))
-                    error = CircuitOpenError(self.name, retry, "half_open_full")
-            elif state is _OPEN:
-                self._rejected = True
-                retry = max(self._opened_at + self.open_timeout - now, 0.0)
-                error = CircuitOpenError(self.name, retry, "circuit_open")
-            elif state is _FORCED_OPEN:
-                error = CircuitOpenError(self.name, 0.0, "circuit_open")
-        if self._events:
-            self._dispatch()
-        if error is not None:
-            raise error
-        return token
+        if self._attached:
+            return super()._admit()
+        self._attach()
+        return self._admit_locked()
 
-    def _finish(self, token: int | None, outcome: int, duration: float) -> None:
-        if (
-            outcome == SUCCESS
-            and token == self._closed_gen
-            and not self._failures
-            and self._window is None
-            and duration <= self._slow_after
-        ):
-            return  # as in-process: nothing to count, no lock, no I/O
-        if token is None:
-            return
-        with self._lock:
-            now = self._clock()
-            self._check_link()
-            self._advance(now)
-            if token < 0:
-                if self._trials.pop(token, None) is not None:
-                    self._count_trial_permit(self._permit_of.pop(token, None), outcome, now)
-            elif token == self._gen and self._state is _CLOSED:
-                self._count_closed(outcome, duration, now)
-        if self._events:
-            self._dispatch()
+    # The base class's admission and settlement, with the store's say (hooks, lock held).
+    def _refresh(self, now: float) -> None:
+        self._check_link()
+        self._advance(now)
+
+    def _take_trial(self, now: float) -> tuple[int | None, CircuitOpenError | None]:
+        if not self._linked:
+            return super()._take_trial(now)
+        # Linked: a trial needs a permit the fleet granted through the store.
+        if self._reserved:
+            permit, _ = self._reserved.pop(0)
+            token = next(self._permit_ids)
+            self._trials[token] = now
+            self._permit_of[token] = permit
+            return token, None
+        if not self._full:
+            self._want = min(self._want + 1, self.half_open_max_calls)
+            self._dirty = True
+            self._storage.wake()
+        retry = min(1.0, self._storage.timeout)
+        return None, CircuitOpenError(self.name, retry, "half_open_full")
+
+    def _open_rejection(self, now: float) -> CircuitOpenError:
+        self._rejected = True  # someone wants to probe: ask the store for permits early
+        return super()._open_rejection(now)
+
+    def _settle_trial(self, token: int, outcome: int, now: float) -> None:
+        self._count_trial_permit(self._permit_of.pop(token, None), outcome, now)
 
     def record_result(self, success: bool, duration: float | None = None) -> None:
         """Count one result against the current state (see :meth:`CircuitBreaker.record_result`)."""
