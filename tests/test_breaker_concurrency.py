@@ -10,6 +10,7 @@ import time
 
 import switchgear as sg
 from switchgear._breaker import FAILURE, SUCCESS
+from switchgear.testing import FakeClock
 
 
 def assert_valid_chain(log: list[tuple[sg.BreakerState, sg.BreakerState]], final: str) -> None:
@@ -22,36 +23,70 @@ def assert_valid_chain(log: list[tuple[sg.BreakerState, sg.BreakerState]], final
     assert state == final
 
 
+class EpisodeBreaker(sg.CircuitBreaker):
+    """Records, under the breaker's own lock, which HALF_OPEN episode admitted each trial.
+
+    The guarantee is per episode: a failed (or hung) trial reopens the breaker and ends its
+    episode while the episode's other trials may still be running; the next episode's trials
+    can overlap those orphans. So the counts are kept per episode, not globally.
+    """
+
+    episode_of: dict[int, int]
+
+    def _take_trial(self, now: float) -> tuple[int | None, sg.CircuitOpenError | None]:
+        token, error = super()._take_trial(now)
+        if token is not None:
+            self.episode_of[token] = self._gen
+        return token, error
+
+
+def episode_breaker(name: str, **options: object) -> EpisodeBreaker:
+    br = EpisodeBreaker(name, **options)  # type: ignore[arg-type]
+    br.episode_of = {}
+    return br
+
+
 class TrialCounter:
-    def __init__(self) -> None:
+    """Trials inside the protected section, per HALF_OPEN episode."""
+
+    def __init__(self, br: EpisodeBreaker) -> None:
+        self.br = br
         self.lock = threading.Lock()
-        self.inside = 0
+        self.inside: dict[int, int] = {}
+        self.admitted: dict[int, int] = {}
         self.peak = 0
         self.trials = 0
 
-    def enter(self) -> None:
+    def enter(self, token: int) -> int:
+        episode = self.br.episode_of[token]
         with self.lock:
-            self.inside += 1
+            self.inside[episode] = self.inside.get(episode, 0) + 1
+            self.admitted[episode] = self.admitted.get(episode, 0) + 1
             self.trials += 1
-            self.peak = max(self.peak, self.inside)
+            self.peak = max(self.peak, self.inside[episode])
+        return episode
 
-    def leave(self) -> None:
+    def leave(self, episode: int) -> None:
         with self.lock:
-            self.inside -= 1
+            self.inside[episode] -= 1
+
+    def most_admitted(self) -> int:
+        return max(self.admitted.values())
 
 
 def test_threads_transitions_once_in_order_and_trials_bounded() -> None:
     log: list[tuple[sg.BreakerState, sg.BreakerState]] = []
-    br = sg.CircuitBreaker(
+    clock = FakeClock()
+    br = episode_breaker(
         "threads",
         failure_threshold=3,
         success_threshold=2,
         half_open_max_calls=3,
-        # Long enough that no trial call is still inside when it would count as hung.
         open_timeout=0.05,
         on_state_change=lambda old, new: log.append((old, new)),
+        clock=clock,
     )
-    counter = TrialCounter()
+    counter = TrialCounter(br)
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
@@ -63,14 +98,15 @@ def test_threads_transitions_once_in_order_and_trials_bounded() -> None:
                 try:
                     token = br._admit()
                 except sg.CircuitOpenError:
-                    time.sleep(0.0001)  # spreads the run over many open/half-open cycles
+                    # Rejections drive time: the run spans many open/half-open cycles.
+                    clock.advance(0.001)
+                    time.sleep(0)
                     continue
-                trial = token is not None and token < 0
-                if trial:
-                    counter.enter()
+                if token is not None and token < 0:
+                    episode = counter.enter(token)
                     if rng.random() < 0.5:
                         time.sleep(0)  # let other threads run while a trial is inside
-                    counter.leave()
+                    counter.leave(episode)
                 br._finish(token, FAILURE if rng.random() < 0.3 else SUCCESS, 0.0)
         except BaseException as exc:
             errors.append(exc)
@@ -82,6 +118,7 @@ def test_threads_transitions_once_in_order_and_trials_bounded() -> None:
         t.join()
     assert not errors
     assert counter.trials > 100, "HALF_OPEN was hardly reached; the test proves nothing"
+    assert counter.most_admitted() <= 3
     assert 1 <= counter.peak <= 3
     assert len(log) == br._gen
     assert_valid_chain(log, br._state.value)
@@ -130,15 +167,17 @@ def test_threads_through_public_call() -> None:
 
 def test_asyncio_tasks_transitions_once_and_trials_bounded() -> None:
     log: list[tuple[sg.BreakerState, sg.BreakerState]] = []
-    br = sg.CircuitBreaker(
+    clock = FakeClock()
+    br = episode_breaker(
         "tasks",
         failure_threshold=3,
         success_threshold=2,
         half_open_max_calls=2,
         open_timeout=0.05,
         on_state_change=lambda old, new: log.append((old, new)),
+        clock=clock,
     )
-    counter = TrialCounter()
+    counter = TrialCounter(br)
 
     async def task(seed: int) -> None:
         rng = random.Random(seed)
@@ -146,14 +185,13 @@ def test_asyncio_tasks_transitions_once_and_trials_bounded() -> None:
             try:
                 token = br._admit()
             except sg.CircuitOpenError:
-                await asyncio.sleep(0.002)
+                clock.advance(0.002)
+                await asyncio.sleep(0)
                 continue
-            trial = token is not None and token < 0
-            if trial:
-                counter.enter()
+            episode = counter.enter(token) if token is not None and token < 0 else None
             await asyncio.sleep(0)
-            if trial:
-                counter.leave()
+            if episode is not None:
+                counter.leave(episode)
             br._finish(token, FAILURE if rng.random() < 0.3 else SUCCESS, 0.0)
 
     async def main() -> None:
@@ -161,6 +199,7 @@ def test_asyncio_tasks_transitions_once_and_trials_bounded() -> None:
 
     asyncio.run(main())
     assert counter.trials > 20, counter.trials
+    assert counter.most_admitted() <= 2
     assert 1 <= counter.peak <= 2
     assert len(log) == br._gen
     assert_valid_chain(log, br._state.value)
