@@ -174,6 +174,23 @@ async def test_unmatched_and_mounts(
     assert requests(registry, "GET /missing") == 1
 
 
+async def test_one_router_under_two_mounts_keeps_two_keys(registry: CollectorRegistry) -> None:
+    """The same route object reached through two prefixes is two route keys, every time."""
+
+    async def item(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    shared = [Route("/items/{id:int}", item)]
+    inner = Starlette(routes=[Mount("/v1", routes=shared), Mount("/v2", routes=shared)])
+    app = ASGIMiddleware(inner, registry=registry)
+    async with client(app) as c:
+        for i in range(3):
+            assert (await c.get(f"/v1/items/{i}")).status_code == 200
+            assert (await c.get(f"/v2/items/{i}")).status_code == 200
+    assert requests(registry, "GET /v1/items/{id:int}") == 3
+    assert requests(registry, "GET /v2/items/{id:int}") == 3
+
+
 async def test_cardinality_cap(calls: Calls, clock: FakeClock, registry: CollectorRegistry) -> None:
     app = make(calls, clock, registry, max_routes=3)
     async with client(app) as c:

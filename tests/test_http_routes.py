@@ -8,6 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from switchgear._endpoints import (
     error_response,
@@ -141,6 +143,51 @@ def test_cache_ambiguous_shape_is_not_used() -> None:
     assert cache.get("GET", "/items/0") == "static zero"
     assert cache.get("GET", "/items/5") == "items"
     assert cache.get("GET", "/items/6") is None
+
+
+def test_cache_tail_id_shortcut_never_guesses() -> None:
+    """The last-segment shortcut only finds real shapes; other ids fall back to path_shape."""
+    cache: RouteCache[str] = RouteCache(100)
+    cache.learn("GET", "/users/5/items/7", "user items")
+    cache.learn("GET", "/items/7", "items")
+    assert cache.get("GET", "/users/6/items/8") == "user items"  # shortcut key misses
+    assert cache.get("GET", "/users/x/items/8") is None
+    assert cache.get("GET", "/items/123") == "items"
+    assert cache.get("GET", "/items/123/") is None
+    assert cache.get("GET", "/items/v2") is None
+    assert cache.get("GET", "/items/٣") is None  # a non-ASCII digit is not an id
+
+
+_segment = st.one_of(
+    st.sampled_from(["items", "users", "v2", "", "٣", "a1"]),
+    st.just("9f1c0e7a-3b2d-4c5e-8f6a-1b2c3d4e5f60"),
+    st.integers(0, 10**20).map(str),
+    st.text("0123456789abcdef", min_size=15, max_size=17),
+)
+_paths = st.lists(_segment, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
+
+
+@settings(max_examples=300, deadline=None)
+@given(learned=st.lists(st.tuples(_paths, st.sampled_from("ABC")), max_size=6), probe=_paths)
+def test_cache_lookup_matches_the_plain_definition(
+    learned: list[tuple[str, str]], probe: str
+) -> None:
+    """get() == exact path if learned, else the shape's single value, else None."""
+    cache: RouteCache[str] = RouteCache(100)
+    exact: dict[str, str] = {}
+    shapes: dict[str, set[str]] = {}
+    for path, value in learned:
+        cache.learn("GET", path, value)
+        exact[path] = value
+        shape = path_shape(path)
+        if shape is not None:
+            shapes.setdefault(shape, set()).add(value)
+    if probe in exact:
+        expected: str | None = exact[probe]
+    else:
+        values = shapes.get(path_shape(probe) or "", set())
+        expected = next(iter(values)) if len(values) == 1 else None
+    assert cache.get("GET", probe) == expected
 
 
 def test_cache_is_bounded_lru() -> None:

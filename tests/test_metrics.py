@@ -283,6 +283,30 @@ def test_pool_gauges_wait_histogram_and_scale_events() -> None:
     assert m.stats().pool_in_use == 3
 
 
+def test_immediate_acquisitions_count_as_zero_waits_even_after_the_pool_is_gone() -> None:
+    """The pool counts idle-at-once acquisitions itself; the scrape folds them in."""
+    m, registry = fresh()
+    name = unique("quick")
+    pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name=name, min_size=2, max_size=2)
+    pool.release(pool.acquire())  # before attach: still counted (the counter starts with it)
+    m.attach(pool)
+    for _ in range(5):
+        pool.release(pool.acquire())
+    held = [pool.acquire(), pool.acquire()]
+    w = "switchgear_pool_wait_seconds"
+    s = samples(registry)
+    assert s[key(f"{w}_count", pool=name)] == 8
+    assert s[key(f"{w}_bucket", pool=name, le="0.001")] == 8
+    assert s[key(f"{w}_sum", pool=name)] == 0.0
+    for resource in held:
+        pool.release(resource)
+    pool.close()
+    del pool, held
+    gc.collect()
+    s = samples(registry)
+    assert s[key(f"{w}_count", pool=name)] == 8  # a counter never goes back
+
+
 def test_real_pool_reports_sizes_and_waits() -> None:
     m, registry = fresh()
     pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name=unique("slots"), min_size=1, max_size=3)

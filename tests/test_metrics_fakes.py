@@ -70,7 +70,6 @@ class FakePool:
     def acquired(self, wait: float, cold_start: bool = False) -> None:
         for observer in self.observers:
             observer.pool_acquired(self.name, wait, cold_start)
-            observer.pool_released(self.name)
 
     def scaled(self, direction: str, count: int) -> None:
         for observer in self.observers:

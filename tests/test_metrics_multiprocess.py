@@ -34,6 +34,10 @@ WORKER = textwrap.dedent(
     breaker.move(sg.BreakerState.OPEN)
     pool.acquired(0.002)
     pool.scaled("up", 1)
+    real = sg.DynamicPool(None, name="slots", min_size=1, max_size=1)
+    m.attach(real)
+    for _ in range(3):
+        real.release(real.acquire())  # immediate: written to this worker's file one by one
     _metrics_mp.refresh_local()
     print(os.getpid())
     """
@@ -117,6 +121,7 @@ def test_counts_and_histograms_are_summed_over_workers(two_workers: tuple[Path, 
     assert s[key(t, name="mp", from_state="closed", to_state="open")] == 2
     assert s[key(t, name="mp", from_state="half_open", to_state="closed")] == 0  # from attach
     assert s[key("switchgear_pool_wait_seconds_count", pool="engines")] == 2
+    assert s[key("switchgear_pool_wait_seconds_count", pool="slots")] == 2 * 3
     assert s[key("switchgear_pool_scale_events_total", pool="engines", direction="up")] == 2
 
 

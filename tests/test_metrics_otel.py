@@ -200,3 +200,23 @@ def test_global_provider_set_after_the_metrics_still_gets_data() -> None:
     assert labels == {"name": "late"}
     assert count == 3  # the calls made after the provider was set
     assert tuple(bounds) == BOUNDS
+
+
+def test_a_real_pool_reports_every_acquisition_to_the_wait_histogram() -> None:
+    """Immediate acquisitions reach OpenTelemetry one by one, also when it is wired later."""
+    name = unique("otelpool")
+    pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name=name, min_size=1, max_size=2)
+    plain = sg.Metrics(unique(), registry=CollectorRegistry())
+    plain.attach(pool)  # Prometheus only: the pool calls nobody on its hot path
+    assert pool._every == ()
+    pool.release(pool.acquire())
+    provider, reader = sdk()
+    m = sg.Metrics(unique(), registry=CollectorRegistry(), meter_provider=provider)
+    m.attach(pool)
+    assert pool._every != ()
+    for _ in range(3):
+        pool.release(pool.acquire())
+    wait = points(collect(reader)["switchgear.pool.wait"])[attrs(pool=name)]
+    assert wait.count == 3
+    assert tuple(wait.bucket_counts)[:1] == (3,)
+    pool.close()

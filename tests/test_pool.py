@@ -61,14 +61,15 @@ class Factory:
 class Recorder:
     """A PoolObserver that writes down every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_acquire: bool = True) -> None:
+        self.every_acquire = every_acquire
         self.calls: list[tuple[Any, ...]] = []
 
     def pool_acquired(self, pool: str, wait: float, cold_start: bool) -> None:
         self.calls.append(("acquired", pool, wait, cold_start))
 
-    def pool_released(self, pool: str) -> None:
-        self.calls.append(("released", pool))
+    def pool_acquired_immediately(self, pool: str) -> None:
+        self.calls.append(("immediately", pool))
 
     def pool_scaled(self, pool: str, direction: str, count: int) -> None:
         self.calls.append(("scaled", pool, direction, count))
@@ -1013,14 +1014,14 @@ def test_creation_finishing_after_close_is_closed() -> None:
 # -- observers ------------------------------------------------------------------------------
 
 
-def test_observers_see_acquire_release_and_autoscaler_only(
+def test_observers_see_acquisitions_and_autoscaler_only(
     make_pool: Callable[..., sg.DynamicPool[Engine]], clock: FakeClock
 ) -> None:
     pool = make_pool(name="obs", min_size=1, max_size=4, scale_up_threshold=0.5)
     recorder = Recorder()
     pool._add_observer(recorder)
     pool._add_observer(recorder)  # once is enough
-    a = pool.acquire()
+    a = pool.acquire()  # idle at once
     b = pool.acquire()  # a cold start: reported with the acquire, not as scaling
     clock.advance(10.0)
     assert pool.check_and_scale() == 2
@@ -1029,13 +1030,34 @@ def test_observers_see_acquire_release_and_autoscaler_only(
     clock.advance(10.0)
     assert pool.check_and_scale() == -3
     assert recorder.calls == [
-        ("acquired", "obs", 0.0, False),
+        ("immediately", "obs"),
         ("acquired", "obs", 0.0, True),
         ("scaled", "obs", "up", 2),
-        ("released", "obs"),
-        ("released", "obs"),
         ("scaled", "obs", "down", 3),
     ]
+    assert pool._immediate == [1]
+
+
+def test_immediate_acquisitions_are_only_counted_unless_an_observer_asks(
+    make_pool: Callable[..., sg.DynamicPool[Engine]],
+) -> None:
+    """The hot path calls no observer: immediate acquisitions go to a counter read later."""
+    pool = make_pool(name="quiet", min_size=2, max_size=4)
+    quiet, loud = Recorder(every_acquire=False), Recorder()
+    pool._add_observer(quiet)
+    for _ in range(3):
+        pool.release(pool.acquire())
+    assert quiet.calls == []
+    assert pool._immediate == [3]
+    pool._add_observer(loud)
+    pool.release(pool.acquire())
+    assert loud.calls == [("immediately", "quiet")]
+    assert quiet.calls == []
+    loud.every_acquire = False
+    pool._observers_changed()
+    pool.release(pool.acquire())
+    assert loud.calls == [("immediately", "quiet")]
+    assert pool._immediate == [5]
 
 
 def test_a_failing_observer_is_logged_and_ignored(
@@ -1045,6 +1067,9 @@ def test_a_failing_observer_is_logged_and_ignored(
         def pool_acquired(self, pool: str, wait: float, cold_start: bool) -> None:
             raise RuntimeError("observer bug")
 
+        def pool_acquired_immediately(self, pool: str) -> None:
+            raise RuntimeError("observer bug")
+
     pool = make_pool(min_size=1, max_size=2)
     broken, good = Broken(), Recorder()
     pool._add_observer(broken)
@@ -1052,7 +1077,7 @@ def test_a_failing_observer_is_logged_and_ignored(
     with caplog.at_level(logging.ERROR, logger="switchgear"):
         engine = pool.acquire()
     assert "observer bug" in caplog.text
-    assert good.calls == [("acquired", "engines", 0.0, False)]
+    assert good.calls == [("immediately", "engines")]
     pool.release(engine)
     assert sizes(pool) == (1, 0, 1, 0)
 

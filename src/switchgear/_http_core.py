@@ -86,7 +86,7 @@ def log_once(key: str, message: str, *args: object) -> None:
 class Route:
     """The components of one route key: its breaker and metrics, methods pre-bound."""
 
-    __slots__ = ("breaker", "key", "method", "metrics", "record", "reject", "template")
+    __slots__ = ("breaker", "key", "matched", "method", "metrics", "record", "reject", "template")
 
     def __init__(
         self,
@@ -103,6 +103,9 @@ class Route:
         self.metrics = metrics
         self.record: Callable[[float, bool, bool], None] = metrics._record
         self.reject: Callable[[str], None] = metrics._reject
+        # The framework's route object last seen to yield ``template`` with no mount in
+        # between (ASGI): a later request that matched the same object has the same key.
+        self.matched: object = None
 
     def __repr__(self) -> str:
         return f"<Route {self.key!r}>"

@@ -33,7 +33,18 @@ class PoolSeries:
     Registered with each pool as its observer (``switchgear._observe.PoolObserver``).
     """
 
-    __slots__ = ("__weakref__", "counts", "lock", "name", "refs", "scaled", "sinks", "store", "sum")
+    __slots__ = (
+        "__weakref__",
+        "counts",
+        "immediate",
+        "lock",
+        "name",
+        "refs",
+        "scaled",
+        "sinks",
+        "store",
+        "sum",
+    )
 
     def __init__(self, store: Store, name: str) -> None:
         self.store = store
@@ -44,6 +55,10 @@ class PoolSeries:
         self.scaled = dict.fromkeys(SCALE_DIRECTIONS, 0)
         self.refs: list[weakref.ref[Any]] = []
         self.sinks: tuple[Callable[[float], None], ...] = ()
+        # Each attached pool's count of immediate acquisitions (a one-item list the pool
+        # increments): folded into the first bucket when scraped. Held strongly, so the
+        # counts of a pool that is gone stay in this counter.
+        self.immediate: list[list[int]] = []
 
     def attach(self, pool: Any) -> bool:
         """Remember ``pool``; True if it was not attached yet (so observe it)."""
@@ -52,12 +67,25 @@ class PoolSeries:
             new = not any(ref() is pool for ref in live)
             if new:
                 live.append(weakref.ref(pool))
+                tally = getattr(pool, "_immediate", None)
+                if isinstance(tally, list) and not any(t is tally for t in self.immediate):
+                    self.immediate.append(tally)
             self.refs = live
         return new
 
     def add_sink(self, sink: Callable[[float], None]) -> None:
         with self.lock:
             self.sinks = (*self.sinks, sink)
+            refs = list(self.refs)
+        for ref in refs:
+            pool = ref()
+            if pool is not None and hasattr(pool, "_observers_changed"):
+                pool._observers_changed()
+
+    @property
+    def every_acquire(self) -> bool:
+        """Sinks and multiprocess files need each acquisition; our own counts do not."""
+        return bool(self.sinks) or self.store.mirror is not None
 
     def pool(self) -> Any | None:
         """The most recently attached pool of this name that is still alive."""
@@ -78,8 +106,12 @@ class PoolSeries:
         if self.store.mirror is not None:
             self.store.mirror.pool_waited(self, wait)
 
-    def pool_released(self, pool: str) -> None:
-        pass  # sizes are read from the pool at scrape time
+    def pool_acquired_immediately(self, pool: str) -> None:
+        # Counted already (the pool's ``_immediate``): only the per-event consumers hear it.
+        for sink in self.sinks:
+            sink(0.0)
+        if self.store.mirror is not None:
+            self.store.mirror.pool_waited(self, 0.0)
 
     def pool_scaled(self, pool: str, direction: str, count: int) -> None:
         with self.lock:
@@ -89,7 +121,10 @@ class PoolSeries:
 
     def snapshot(self) -> tuple[tuple[int, ...], float, dict[str, int]]:
         with self.lock:
-            return tuple(self.counts), self.sum, dict(self.scaled)
+            counts = list(self.counts)
+            # A wait of 0 s is in the first bucket (le is the smallest bound).
+            counts[0] += sum(tally[0] for tally in self.immediate)
+            return tuple(counts), self.sum, dict(self.scaled)
 
     def gauges(self) -> PoolGauges | None:
         """The live pool's sizes, read now; None when no pool of this name is alive."""

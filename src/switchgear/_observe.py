@@ -12,16 +12,25 @@ __all__ = ["PoolObserver"]
 
 
 class PoolObserver(Protocol):
-    """Receives a pool's events. Called outside the pool's lock; must be cheap and not raise."""
+    """Receives a pool's events. Called outside the pool's lock; must be cheap and not raise.
+
+    Releases are not reported (sizes are read from the pool when scraped), and neither are
+    acquisitions served at once by an idle resource, unless ``every_acquire`` is true: the
+    pool counts those in ``pool._immediate[0]``, for the observer to read when scraped.
+    """
+
+    @property
+    def every_acquire(self) -> bool:
+        """Whether to call :meth:`pool_acquired_immediately` for each immediate acquisition."""
 
     def pool_acquired(self, pool: str, wait: float, cold_start: bool) -> None:
-        """A caller got a resource after ``wait`` seconds in ``acquire``.
+        """A caller got a resource after waiting ``wait`` seconds or creating one.
 
         ``cold_start`` is true when the caller had to wait for a resource created for it.
         """
 
-    def pool_released(self, pool: str) -> None:
-        """A resource went back to the pool (or was closed on release)."""
+    def pool_acquired_immediately(self, pool: str) -> None:
+        """A caller got an idle resource at once (only when ``every_acquire``)."""
 
     def pool_scaled(self, pool: str, direction: Literal["up", "down"], count: int) -> None:
         """The autoscaler added or retired ``count`` resources (cold starts are not scaling)."""

@@ -50,6 +50,7 @@ METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "QUERY")
 )
 _HEX = frozenset("0123456789abcdefABCDEF")
+_DIGITS = "0123456789"
 
 
 def method_label(method: object) -> str:
@@ -194,6 +195,7 @@ class RouteCache(Generic[V]):
         self.capacity = capacity
         self._exact: OrderedDict[tuple[str, str], V] = OrderedDict()
         self._shapes: OrderedDict[tuple[str, str], V | None] = OrderedDict()
+        self._tracking = False  # LRU order kept from half full on
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -204,11 +206,20 @@ class RouteCache(Generic[V]):
         key = (method, path)
         value = self._exact.get(key)
         if value is not None:
-            try:  # noqa: SIM105 - try/except is free on the hot path, suppress() is not
-                self._exact.move_to_end(key)
-            except KeyError:  # evicted by another thread in between: still a valid answer
-                pass
+            # Recency only matters once eviction is near: until then, skip the bookkeeping.
+            if self._tracking:
+                try:  # noqa: SIM105 - try/except is free on the hot path, suppress() is not
+                    self._exact.move_to_end(key)
+                except KeyError:  # evicted by another thread in between: a valid answer
+                    pass
             return value
+        # The usual shape, an id as the last segment, without splitting the path: a key
+        # that is not a real shape (an id left earlier in the path) is never in _shapes.
+        head = path.rstrip(_DIGITS)
+        if len(head) < len(path) and head[-1:] == "/":
+            value = self._shapes.get((method, head + "{}"))
+            if value is not None:
+                return value
         shape = path_shape(path)
         if shape is None:
             return None
@@ -225,6 +236,8 @@ class RouteCache(Generic[V]):
             exact.move_to_end((method, path))
             if len(exact) > self.capacity:
                 exact.popitem(last=False)
+            if len(exact) > self.capacity // 2:
+                self._tracking = True
             if shape is None:
                 return
             shapes = self._shapes
@@ -243,3 +256,4 @@ class RouteCache(Generic[V]):
         with self._lock:
             self._exact.clear()
             self._shapes.clear()
+            self._tracking = False

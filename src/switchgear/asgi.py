@@ -17,14 +17,14 @@ import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS
+from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
 from ._endpoints import Response
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http_auth import Headers
-from ._http_core import HttpMiddlewareBase, log_once
-from ._http_options import HttpOptions
+from ._http_core import HttpMiddlewareBase, Route, log_once
+from ._http_options import HttpOptions, default_failure_status
 from ._pool import _MISSING as _NO_RESOURCE
-from ._routes import METHODS, asgi_template
+from ._routes import METHODS, ROUTE_KEY, asgi_template
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -80,12 +80,19 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
 
     def __init__(self, app: ASGIApp, **options: Unpack[HttpOptions]) -> None:
         super().__init__(app, **options)
+        core = self._core
+        # Bound once: every attribute hop saved here is saved on every request.
+        self._special = core.special
+        self._prefixes = core.exclude_prefixes
+        self._lookup = core.cache.get
+        self._pool = core.pool
+        self._clock = core.clock
+        self._server_errors = core.failure_status is default_failure_status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)  # lifespan, websocket: not ours
             return
-        core = self._core
         path = scope.get("path")
         if type(path) is not str:
             path = ""
@@ -93,7 +100,9 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         route_path = path
         if root and type(root) is str and path.startswith(root):
             route_path = path[len(root) :] or "/"
-        kind = core.special_kind(route_path)
+        kind = self._special.get(route_path)
+        if kind is None and self._prefixes and route_path.startswith(self._prefixes):
+            kind = "exclude"
         if kind is not None:
             if kind == "exclude":
                 await self.app(scope, receive, send)
@@ -101,10 +110,11 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 await self._endpoint(kind, scope, send)
             return
 
+        core = self._core
         method = scope.get("method")
         if type(method) is not str or method not in METHODS:
             method = "OTHER"
-        route = core.lookup(method, path)
+        route = self._lookup(method, path)
         breaker = route.breaker if route is not None else core.global_breaker
         token: int | None = None
         if breaker is not None:
@@ -113,7 +123,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             except CircuitOpenError as exc:
                 await _respond(send, core.circuit_rejection(route, exc), method == "HEAD")
                 return
-        pool = core.pool
+        pool = self._pool
         resource: Any = None
         cold = False
         if pool is not None:
@@ -131,8 +141,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                     breaker._finish(token, NEUTRAL, 0.0)
                 raise
 
-        clock = core.clock
-        failure_status = core.failure_status
+        clock = self._clock
         status: Any = 0
         done = False
         gone = False
@@ -140,34 +149,40 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, done, gone
-            mtype = message.get("type")
-            if mtype == "http.response.start":
-                status = message.get("status", 0)
-            elif not done and (
-                (mtype == "http.response.body" and not message.get("more_body", False))
-                or mtype == "http.response.pathsend"
-            ):
-                # Recorded before the last chunk is handed over, so by the time the client
-                # has the whole response, /metrics already counts it.
-                done = True
-                duration = clock() - start
-                template = asgi_template(scope, root)
-                if route is not None and (template is None or template == route.template):
-                    # The common case, inlined: a learned route whose template is unchanged.
-                    try:
-                        failed = failure_status(status)
-                    except Exception:
-                        failed = core.status_outcome(status) == FAILURE
-                    try:
-                        route.breaker._finish(token, FAILURE if failed else SUCCESS, duration)
-                        route.record(duration, not failed, cold)
-                    except Exception:
-                        log_once("record", "switchgear: recording an HTTP request failed")
-                else:
-                    outcome = core.status_outcome(status)
-                    core.complete(
-                        route, breaker, token, method, path, template, outcome, duration, cold, True
-                    )
+            if not done:
+                mtype = message.get("type")
+                if mtype == "http.response.start":
+                    status = message.get("status", 0)
+                elif (
+                    mtype == "http.response.body" and not message.get("more_body", False)
+                ) or mtype == "http.response.pathsend":
+                    # Recorded before the last chunk is handed over, so by the time the
+                    # client has the whole response, /metrics already counts it.
+                    done = True
+                    duration = clock() - start
+                    if (
+                        route is not None
+                        and scope.get("route") is route.matched
+                        and scope.get("root_path", "") == root
+                        and ROUTE_KEY not in scope
+                    ):
+                        # The common case: the route the framework matched last time for
+                        # this route key, no mount in between.
+                        try:
+                            failed = status >= 500 if self._server_errors else None
+                            if failed is None:
+                                failed = core.failure_status(status)
+                        except Exception:
+                            failed = core.status_outcome(status) == FAILURE
+                        try:
+                            route.breaker._finish(token, FAILURE if failed else SUCCESS, duration)
+                            route.record(duration, not failed, cold)
+                        except Exception:
+                            log_once("record", "switchgear: recording an HTTP request failed")
+                    else:
+                        self._complete(
+                            scope, root, route, breaker, token, method, path, status, duration, cold
+                        )
             try:
                 await send(message)
             except OSError:
@@ -202,6 +217,34 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                     pool.release(resource)
                 except Exception:
                     log_once("release", "switchgear: returning a resource to the pool failed")
+
+    def _complete(
+        self,
+        scope: Scope,
+        root: object,
+        route: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        method: str,
+        path: str,
+        status: object,
+        duration: float,
+        cold: bool,
+    ) -> None:
+        """Record a finished response whose route is new, changed or not yet confirmed."""
+        core = self._core
+        template = asgi_template(scope, root)
+        if (
+            route is not None
+            and template == route.template
+            and scope.get("root_path", "") == root
+            and ROUTE_KEY not in scope
+        ):
+            # The framework's route object for this key: next time, one identity check
+            # replaces reading the template.
+            route.matched = scope.get("route")
+        outcome = core.status_outcome(status)
+        core.complete(route, breaker, token, method, path, template, outcome, duration, cold, True)
 
     async def _endpoint(self, kind: str, scope: Scope, send: Send) -> None:
         """Serve ``/metrics`` or the status document (after auth); never counted."""

@@ -17,14 +17,15 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _NEVER_COUNTED, NEUTRAL, CircuitBreaker
+from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, CircuitBreaker
 from ._endpoints import Response, reason_phrase
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http_auth import Headers
 from ._http_core import HttpCore, HttpMiddlewareBase, Route, log_once
 from ._http_django import django_route_middleware
 from ._http_options import HttpOptions
-from ._routes import method_label, wsgi_template
+from ._pool import _MISSING as _NO_RESOURCE
+from ._routes import ROUTE_KEY, method_label, wsgi_template
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -147,7 +148,25 @@ class _Exchange:
         if outcome is None:
             status = self._status
             outcome = core.status_outcome(_status_code(status) if status is not None else 500)
-        template = wsgi_template(self._environ, self._request, self._script_name)
+        environ = self._environ
+        route = self._route
+        rule = getattr(self._request, "url_rule", None)
+        same_mount = environ.get("SCRIPT_NAME", "") == self._script_name
+        if route is not None and counted:
+            explicit = environ.get(ROUTE_KEY)
+            if (
+                rule is route.matched and explicit is None and same_mount
+            ) or explicit == route.template:
+                # The common case: the rule the framework matched last time for this key.
+                try:
+                    route.breaker._finish(self._token, outcome, duration)
+                    route.record(duration, outcome != FAILURE, self._cold)
+                except Exception:
+                    log_once("record", "switchgear: recording an HTTP request failed")
+                return
+        template = wsgi_template(environ, self._request, self._script_name)
+        if route is not None and template == route.template and same_mount and rule is not None:
+            route.matched = rule  # next time, one identity check replaces the template
         core.complete(
             self._route,
             self._breaker,
@@ -282,7 +301,9 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         cold = False
         if pool is not None:
             try:
-                resource, cold, _ = pool._acquire_ex()
+                resource = pool._take()
+                if resource is _NO_RESOURCE:
+                    resource, cold, _ = pool._acquire_ex()
             except (PoolFullError, PoolTimeoutError) as exc:
                 rejection = core.pool_rejection(route, breaker, token, exc)
                 return _respond(start_response, rejection, method == "HEAD")
