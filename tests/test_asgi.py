@@ -863,6 +863,9 @@ async def test_full_pool_rejects_without_calling_app(
         )
         assert value(registry, "switchgear_cold_starts_total", name="<unmatched>") == 1
         assert value(registry, "switchgear_pool_size", pool="http-slots") == 1
+        # The first request's acquisition (a cold start, before any route existed) is in
+        # the wait histogram: the pool is observed from construction. Endpoints take none.
+        assert value(registry, "switchgear_pool_wait_seconds_count", pool="http-slots") == 1
     finally:
         pool.close()
 

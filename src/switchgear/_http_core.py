@@ -49,7 +49,7 @@ from ._http_options import (
     probe_breaker,
 )
 from ._http_options import breaker_options as breaker_options_
-from ._metrics import Metrics
+from ._metrics import Metrics, observe_pool
 from ._pool import DynamicPool
 from ._routes import OTHER, UNMATCHED, RouteCache
 
@@ -178,6 +178,9 @@ class HttpCore:
             self._global_metrics = self._new_metrics(GLOBAL_BREAKER_NAME)
             self._global_metrics.attach(self.global_breaker)
         self._pool_attached = False
+        if self.pool is not None:
+            # Observed from now on, so the first requests' waits are in the histogram too.
+            observe_pool(self.pool, self.registry)
 
     # -- admission ---------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from ._metrics_series import LATENCY_BUCKETS, REJECTION_REASONS, Series
 from ._metrics_store import Store
 from ._prom import Collector, render_latest
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "Stats", "WindowStats", "render_latest"]
+__all__ = ["LATENCY_BUCKETS", "Metrics", "Stats", "WindowStats", "observe_pool", "render_latest"]
 
 logger = logging.getLogger("switchgear")
 
@@ -108,6 +108,22 @@ def _count(name: str, value: object) -> int:
 
 
 # -- one store per registry -------------------------------------------------------------------
+
+
+def observe_pool(pool: Any, registry: CollectorRegistry | None = None) -> None:
+    """Export ``pool``'s gauges and wait histogram (labelled with its name) in ``registry``.
+
+    What ``Metrics.attach(pool)`` does, without a ``Metrics``: for a component that owns a
+    pool before it knows which name's metrics it belongs with (the HTTP middleware).
+    """
+    _observe(_store_for(registry), pool)
+
+
+def _observe(store: Store, pool: Any) -> None:
+    entry, new = store.pool_for(pool)
+    if new:
+        pool._add_observer(entry)
+
 
 _lock = threading.Lock()
 _stores: weakref.WeakKeyDictionary[CollectorRegistry, Store] = weakref.WeakKeyDictionary()
@@ -272,9 +288,7 @@ class Metrics:
         ):
             v.name("pool.name", getattr(target, "name", None))
             self._series.attach_pool(target)
-            entry, new = self._store.pool_for(target)
-            if new:
-                target._add_observer(entry)
+            _observe(self._store, target)
         else:
             raise TypeError(
                 f"attach() takes a CircuitBreaker or a DynamicPool, not {type(target).__name__}"
