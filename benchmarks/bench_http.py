@@ -17,6 +17,9 @@ cycles ``/items/0`` .. ``/items/<ids-1>`` through a Lua script, so route templat
 Each server gets one discarded warm-up run, then rounds alternate the variants (A B C D E,
 A B C D E, ...) so machine noise hits them alike. A variant's figure is the median over rounds
 of wrk's req/s; the ratio is that median over the bare app's; p99 is the median of wrk's p99.
+Server CPU per request (user + system time of the server process and its workers, from
+/proc, over the run's requests) is reported too: unlike req/s it does not move when something
+else on the machine takes CPU, so it says what the middleware costs per request.
 
 Run:  .venv/bin/python -m benchmarks.bench_http [--suite asgi|wsgi|both] [--rounds 7]
       [--duration 5] [--connections 16] [--threads 1] [--warmup 3]
@@ -27,6 +30,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
+import math
 import os
 import platform
 import re
@@ -243,6 +249,33 @@ class WrkResult:
     requests: int = 0
     non_2xx: int = 0
     socket_errors: int = 0
+    server_cpu_s: float = 0.0  # user + system CPU the server used during the run
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live children (gunicorn's workers).
+
+    CPU time per request is robust to other load on the machine in a way req/s is not: it
+    is what each request costs the server, whoever else is running.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p: str) -> list[str] | None:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None  # gone in between, or not Linux
+
+    total = 0.0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        fields = stat(entry)
+        # fields[1] is the parent pid; [11] and [12] are utime and stime in ticks.
+        if fields is not None and (int(entry) == pid or int(fields[1]) == pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -276,12 +309,22 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, duration: float, args: argparse.Namespace, script: Path) -> WrkResult:
+def run_wrk(
+    url: str, duration: float, args: argparse.Namespace, script: Path, server_pid: int | None = None
+) -> WrkResult:
     argv = [args.wrk, "-t", str(args.threads), "-c", str(args.connections)]
     argv += ["-d", f"{max(duration, 1.0):g}s", "--latency", "--timeout", "10s"]
     argv += ["-s", str(script), url]
+    before = process_cpu_seconds(server_pid) if server_pid is not None else 0.0
     done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
-    return parse_wrk(done.stdout)
+    after = process_cpu_seconds(server_pid) if server_pid is not None else 0.0
+    return dataclasses.replace(parse_wrk(done.stdout), server_cpu_s=after - before)
+
+
+def _run_on(
+    pids: Mapping[str, int], args: argparse.Namespace, script: Path, url: str, duration: float
+) -> WrkResult:
+    return run_wrk(url, duration, args, script, pids[url])
 
 
 def measure(
@@ -317,6 +360,8 @@ class Row:
     p99_ms: float
     spread: float  # (max - min) / median of the per-round req/s
     non_2xx: int
+    cpu_us: float = float("nan")  # median server CPU microseconds per request
+    added_us: float = float("nan")  # cpu_us minus the baseline's
 
 
 def summarize(results: Mapping[str, Sequence[WrkResult]], baseline: str) -> list[Row]:
@@ -326,10 +371,17 @@ def summarize(results: Mapping[str, Sequence[WrkResult]], baseline: str) -> list
         for name, runs in results.items()
     }
     base = medians[baseline]
+
+    def cpu_us(runs: Sequence[WrkResult]) -> float:
+        per_request = [r.server_cpu_s / r.requests * 1e6 for r in runs if r.requests]
+        return statistics.median(per_request) if per_request else float("nan")
+
+    base_cpu = cpu_us(results[baseline])
     rows = []
     for name, runs in results.items():
         values = [r.requests_per_second for r in runs]
         median = medians[name]
+        cpu = cpu_us(runs)
         rows.append(
             Row(
                 variant=name,
@@ -338,6 +390,8 @@ def summarize(results: Mapping[str, Sequence[WrkResult]], baseline: str) -> list
                 p99_ms=statistics.median(r.p99_ms for r in runs),
                 spread=(max(values) - min(values)) / median if median > 0 else float("nan"),
                 non_2xx=sum(r.non_2xx for r in runs),
+                cpu_us=cpu,
+                added_us=cpu - base_cpu,
             )
         )
     return rows
@@ -346,14 +400,17 @@ def summarize(results: Mapping[str, Sequence[WrkResult]], baseline: str) -> list
 def format_table(title: str, rows: Sequence[Row]) -> str:
     """The markdown table printed (and pasted into docs/performance.md)."""
     lines = [
-        f"| {title} | req/s (median) | ratio vs bare | p99 latency (median) | round spread |",
-        "|---|---:|---:|---:|---:|",
+        f"| {title} | req/s (median) | ratio vs bare | p99 latency (median) | round spread "
+        "| server CPU / request | added vs bare |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         note = f" ⚠ {row.non_2xx} non-2xx" if row.non_2xx else ""
+        cpu = "—" if math.isnan(row.cpu_us) else f"{row.cpu_us:.1f} µs"
+        added = "—" if math.isnan(row.added_us) else f"{row.added_us:+.1f} µs"
         lines.append(
             f"| {row.variant}{note} | {row.median_rps:,.0f} | {row.ratio:.2f}× "
-            f"| {row.p99_ms:.2f} ms | {row.spread:.0%} |"
+            f"| {row.p99_ms:.2f} ms | {row.spread:.0%} | {cpu} | {added} |"
         )
     return "\n".join(lines)
 
@@ -439,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                 results = measure(
                     {name: s.url for name, s in servers.items()},
                     args.rounds,
-                    lambda url, seconds: run_wrk(url, seconds, args, script),
+                    functools.partial(
+                        _run_on, {s.url: s.proc.pid for s in servers.values()}, args, script
+                    ),
                     args.duration,
                     args.warmup,
                     on_round,

@@ -5,6 +5,11 @@ No timing is asserted: the figures are for docs/performance.md, not for pass/fai
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 from benchmarks import bench_http as bh
 
@@ -62,13 +67,64 @@ def test_summary_is_a_ratio_of_medians_and_the_table_and_bar_read_it() -> None:
     table = bh.format_table("ASGI (uvicorn)", list(rows.values()))
     lines = table.splitlines()
     assert lines[0].startswith("| ASGI (uvicorn) | req/s (median) | ratio vs bare |")
-    assert lines[1] == "|---|---:|---:|---:|---:|"
+    assert lines[1] == "|---|---:|---:|---:|---:|---:|---:|"
     assert "| switchgear + pool | 920 | 0.93× | 1.00 ms |" in table
+    assert table.count("| — | — |") == len(results)  # no CPU figures in these results
     assert len(lines) == 2 + len(results)
 
     assert bh.bar_verdict("asgi", list(rows.values())).endswith(": met")  # 0.93 >= 0.90
     assert bh.bar_verdict("wsgi", list(rows.values())).endswith(": MISSED")  # 0.93 < 0.95
     assert "not checked" in bh.bar_verdict("asgi", [rows["bare"]])
+
+
+def test_cpu_per_request_is_a_median_and_relative_to_bare() -> None:
+    def runs(cpu_us: list[float]) -> list[bh.WrkResult]:
+        return [
+            bh.WrkResult(
+                requests_per_second=1000.0, p99_ms=1.0, requests=10_000, server_cpu_s=c / 100
+            )
+            for c in cpu_us
+        ]
+
+    rows = {
+        r.variant: r
+        for r in bh.summarize({"bare": runs([50, 60, 55]), "sg": runs([58, 70, 59])}, "bare")
+    }
+    assert rows["bare"].cpu_us == pytest.approx(55.0)
+    assert rows["sg"].cpu_us == pytest.approx(59.0)
+    assert rows["sg"].added_us == pytest.approx(4.0)
+    assert "| 59.0 µs | +4.0 µs |" in bh.format_table("t", list(rows.values()))
+
+
+BUSY_CHILD = """
+import sys, time
+t = time.process_time()
+while time.process_time() - t < 0.3:
+    pass
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_process_cpu_seconds_counts_live_children() -> None:
+    """gunicorn's workers are children of the pid we hold: their CPU must be counted."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BUSY_CHILD!r}])",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "ready"  # the child used >= 0.3 s of CPU
+        assert bh.process_cpu_seconds(parent.pid) >= 0.25
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
 
 
 def test_measure_alternates_variants_and_discards_the_warmup() -> None:
