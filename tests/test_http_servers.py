@@ -138,7 +138,10 @@ def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 def test_uvicorn_route_template_and_auth(uvicorn_server: Server) -> None:
+    # The server is shared by the module: compare with what it had counted before.
     with uvicorn_server.client() as c:
+        before = scrape(c)
+        doc_before = c.get("/switchgear", headers=AUTH).json()
         for i in range(100):
             assert c.get(f"/items/{i}").status_code == 200
         assert c.get("/metrics").status_code == 401
@@ -147,15 +150,18 @@ def test_uvicorn_route_template_and_auth(uvicorn_server: Server) -> None:
         assert r.headers["www-authenticate"] == "Bearer"
         samples = scrape(c)
         doc = c.get("/switchgear", headers=AUTH).json()
+    success = {"name": "GET /items/{id}", "outcome": "success"}
     assert (
-        sample(samples, "switchgear_requests_total", name="GET /items/{id}", outcome="success")
+        sample(samples, "switchgear_requests_total", **success)
+        - sample(before, "switchgear_requests_total", **success)
         == 100
     )
     seen = request_names(samples)
     assert "GET /control/{action}" not in seen  # excluded
     assert [n for n in seen if "/items/" in n] == ["GET /items/{id}"]  # one series, no raw ids
     entry = doc["names"]["GET /items/{id}"]
-    assert entry["total"]["request_count"] == 100
+    counted_before = doc_before["names"].get("GET /items/{id}", {"total": {"request_count": 0}})
+    assert entry["total"]["request_count"] - counted_before["total"]["request_count"] == 100
     assert entry["circuit_breaker"] == {"state": "closed"}
     assert set(doc) == {"names", "pools", "memory"}
 
@@ -192,15 +198,22 @@ def test_uvicorn_503_retry_after_and_recovery(uvicorn_server: Server) -> None:
 
 
 def test_uvicorn_streaming_latency(uvicorn_server: Server) -> None:
+    # The server is shared by the module: compare with what it had recorded before.
+    with uvicorn_server.client() as c:
+        before = scrape(c)
     with uvicorn_server.client() as c, c.stream("GET", "/stream") as r:
         assert b"".join(r.iter_bytes()) == b"chunk 0\nchunk 1\nchunk 2\n"
     with uvicorn_server.client() as c:
         samples = scrape(c)
-    total = sample(samples, "switchgear_request_duration_seconds_sum", name="GET /stream")
+
+    def added(metric: str, **labels: str) -> float:
+        return sample(samples, metric, **labels) - sample(before, metric, **labels)
+
+    total = added("switchgear_request_duration_seconds_sum", name="GET /stream")
     assert 0.3 <= total < 1.5
     le = "switchgear_request_duration_seconds_bucket"
-    assert sample(samples, le, name="GET /stream", le="0.25") == 0
-    assert sample(samples, le, name="GET /stream", le="+Inf") == 1
+    assert added(le, name="GET /stream", le="0.25") == 0
+    assert added(le, name="GET /stream", le="+Inf") == 1
 
 
 def test_uvicorn_websocket_passthrough(uvicorn_server: Server) -> None:
