@@ -4,13 +4,15 @@ ASGI: one uvicorn process per variant (single worker, same ``--loop``/``--http``
 ``--no-access-log``), all started up front on free 127.0.0.1 ports:
 
 * ``bare``                a tiny Starlette app (``GET /items/{id}`` -> small JSON)
+* ``pass-through``        that app in a do-nothing ASGI layer that wraps ``send`` (the floor)
 * ``switchgear``          that app in ``switchgear.ASGIMiddleware`` (breaker + metrics per route)
 * ``switchgear + pool``   the same, plus a ``DynamicPool`` bulkhead (the DESIGN §4 bar)
 * ``starlette-exporter``  starlette-exporter's ``PrometheusMiddleware`` (default options)
 * ``opentelemetry``       ``OpenTelemetryMiddleware`` with an SDK ``MeterProvider`` (it records)
 
 WSGI: one gunicorn per variant (sync workers, the same count for all): a tiny Flask app bare,
-in ``switchgear.WSGIMiddleware``, and with a pool. (The ``benchmark`` extra has no WSGI peer.)
+in a do-nothing layer wrapping ``start_response``, in ``switchgear.WSGIMiddleware``, and with a
+pool. (The ``benchmark`` extra has no WSGI peer.)
 
 wrk (one thread by default: the machine has 2 cores, so wrk gets one and the server the other)
 cycles ``/items/0`` .. ``/items/<ids-1>`` through a Lua script, so route templating is real.
@@ -55,8 +57,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT_ENV = "SWITCHGEAR_BENCH_VARIANT"
 
-ASGI_VARIANTS = ("bare", "switchgear", "switchgear + pool", "starlette-exporter", "opentelemetry")
-WSGI_VARIANTS = ("bare", "switchgear", "switchgear + pool")
+ASGI_VARIANTS = (
+    "bare",
+    "pass-through",
+    "switchgear",
+    "switchgear + pool",
+    "starlette-exporter",
+    "opentelemetry",
+)
+WSGI_VARIANTS = ("bare", "pass-through", "switchgear", "switchgear + pool")
 #: The DESIGN §4 bars: minimum ratio of medians vs the bare app, per suite.
 BARS = {"asgi": ("switchgear + pool", 0.90), "wsgi": ("switchgear + pool", 0.95)}
 
@@ -87,6 +96,45 @@ def _bench_pool() -> Any:
     return sg.DynamicPool(None, name="bench", min_size=8, max_size=256)
 
 
+def pass_through_asgi(app: Any) -> Any:
+    """The least any measuring ASGI middleware does: wrap ``send`` to see the status.
+
+    Not a product: the floor under every row of the table, a pure-Python layer that records
+    nothing.
+    """
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        status = 0
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await app(scope, receive, send_wrapper)
+
+    return middleware
+
+
+def pass_through_wsgi(app: Any) -> Any:
+    """The WSGI counterpart: wrap ``start_response`` to see the status, record nothing."""
+
+    def middleware(environ: Any, start_response: Any) -> Any:
+        seen: list[str] = []
+
+        def wrapped(status: str, headers: Any, exc_info: Any = None) -> Any:
+            seen.append(status)
+            return start_response(status, headers, exc_info)
+
+        return app(environ, wrapped)
+
+    return middleware
+
+
 def make_asgi_app() -> Any:
     """The Starlette app for ``$SWITCHGEAR_BENCH_VARIANT`` (``uvicorn --factory``)."""
     from starlette.applications import Starlette
@@ -101,6 +149,8 @@ def make_asgi_app() -> Any:
     variant = _variant()
     if variant == "bare":
         return app
+    if variant == "pass-through":
+        return pass_through_asgi(app)
     if variant == "switchgear":
         from switchgear.asgi import ASGIMiddleware
 
@@ -136,6 +186,9 @@ def make_wsgi_app() -> Any:
 
     variant = _variant()
     if variant == "bare":
+        return app
+    if variant == "pass-through":
+        app.wsgi_app = pass_through_wsgi(app.wsgi_app)  # type: ignore[method-assign]
         return app
     from switchgear.wsgi import WSGIMiddleware
 

@@ -214,7 +214,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 )
             if pool is not None:
                 try:
-                    pool.release(resource)
+                    pool._return(resource)  # ours: never foreign, never twice
                 except Exception:
                     log_once("release", "switchgear: returning a resource to the pool failed")
 
