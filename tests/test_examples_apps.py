@@ -178,8 +178,14 @@ def test_starlette_example_routes_pool_and_stream(starlette_server: Server) -> N
     assert sample(samples, "switchgear_pool_wait_seconds_count", pool="starlette-example") >= 3
 
 
-def test_starlette_example_fallback_then_open(starlette_server: Server) -> None:
-    with starlette_server.client() as c:
+@pytest.fixture
+def starlette_server_alone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: the test below leaves a breaker open for 15 s and counts from 0."""
+    yield from uvicorn("examples.starlette_app", tmp_path_factory.mktemp("starlette"), "/metrics")
+
+
+def test_starlette_example_fallback_then_open(starlette_server_alone: Server) -> None:
+    with starlette_server_alone.client() as c:
         assert c.post("/admin/recommendations/down").status_code == 200
         for _ in range(5):
             r = c.get("/products/d4")
