@@ -666,6 +666,41 @@ async def test_status_document_shape(
     assert doc["memory"]["used"] > 0
 
 
+async def test_status_document_lists_names_and_pools_protected_inside_handlers(
+    registry: CollectorRegistry,
+) -> None:
+    """One page for the process: @protected names and their pools sit beside the routes."""
+    import switchgear as sg
+
+    pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name="inner-slots", min_size=1, max_size=2)
+    breaker = sg.CircuitBreaker("inner-dep", failure_threshold=1)
+
+    @sg.protected(
+        "inner-dep", breaker=breaker, pool=pool, metrics=sg.Metrics("inner-dep", registry=registry)
+    )
+    async def dependency() -> str:
+        raise ConnectionError("down")
+
+    async def page(request: Request) -> Response:
+        try:
+            return PlainTextResponse(await dependency())
+        except ConnectionError:
+            return PlainTextResponse("degraded")
+
+    app = ASGIMiddleware(Starlette(routes=[Route("/page", page)]), registry=registry)
+    try:
+        async with client(app) as c:
+            assert (await c.get("/page")).text == "degraded"
+            doc = (await c.get("/switchgear")).json()
+        assert list(doc["names"]) == ["GET /page", "inner-dep"]  # routes first
+        inner = doc["names"]["inner-dep"]
+        assert inner["circuit_breaker"] == {"state": "open"}
+        assert inner["total"]["error_count"] == 1
+        assert doc["pools"]["inner-slots"]["total"] == 1
+    finally:
+        pool.close()
+
+
 async def test_endpoint_auth_token(
     calls: Calls, clock: FakeClock, registry: CollectorRegistry
 ) -> None:

@@ -114,7 +114,8 @@ def as_dict(value: object) -> dict[str, Any]:
 
 
 def _breaker_status(breaker: object) -> dict[str, Any]:
-    # ``breaker`` is a state string, or the breaker itself (shared ones report degraded mode).
+    # ``breaker`` is a state string, the breaker itself (shared ones report degraded mode), or
+    # None for metrics no breaker reports through.
     state = getattr(breaker, "state", breaker)
     out: dict[str, Any] = {"state": getattr(state, "value", state)}
     if getattr(breaker, "_storage", None) is not None:

@@ -49,7 +49,7 @@ from ._http_options import (
     probe_breaker,
 )
 from ._http_options import breaker_options as breaker_options_
-from ._metrics import Metrics, observe_pool
+from ._metrics import Metrics, live_metrics, live_pools, observe_pool
 from ._pool import DynamicPool
 from ._routes import OTHER, UNMATCHED, RouteCache
 
@@ -367,7 +367,11 @@ class HttpCore:
         )
 
     def status_response(self) -> Response:
-        """The status endpoint: per route totals, window and breaker state; pools; memory."""
+        """The status endpoint: every name in this registry (routes first), pools, memory.
+
+        Names protected inside handlers (``@protected``) and pools attached to metrics show
+        up beside the routes: one page for what this process protects.
+        """
         try:
             names: dict[str, tuple[object, object, object]] = {}
             memory: tuple[int, int] | None = None
@@ -379,11 +383,17 @@ class HttpCore:
                         int(getattr(stats, "memory_limit", 0)),
                     )
                 names[key] = (stats, route.metrics.window_stats(), route.breaker)
+            for metrics in live_metrics(self.registry):
+                if metrics.name not in names:
+                    breaker = metrics._series.breaker()
+                    names[metrics.name] = (metrics.stats(), metrics.window_stats(), breaker)
             if memory is None:
                 from ._memory import read_memory
 
                 memory = read_memory()
-            pools = {self.pool.name: self.pool.stats()} if self.pool is not None else {}
+            pools = {pool.name: pool.stats() for pool in live_pools(self.registry)}
+            if self.pool is not None:
+                pools[self.pool.name] = self.pool.stats()
             return json_response(200, status_document(names, pools, memory))
         except Exception:
             log_once("status", "switchgear: rendering the status document failed")

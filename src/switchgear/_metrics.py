@@ -29,7 +29,16 @@ from ._metrics_series import LATENCY_BUCKETS, REJECTION_REASONS, Series
 from ._metrics_store import Store
 from ._prom import Collector, render_latest
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "Stats", "WindowStats", "observe_pool", "render_latest"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Metrics",
+    "Stats",
+    "WindowStats",
+    "live_metrics",
+    "live_pools",
+    "observe_pool",
+    "render_latest",
+]
 
 logger = logging.getLogger("switchgear")
 
@@ -117,6 +126,34 @@ def observe_pool(pool: Any, registry: CollectorRegistry | None = None) -> None:
     pool before it knows which name's metrics it belongs with (the HTTP middleware).
     """
     _observe(_store_for(registry), pool)
+
+
+def live_metrics(registry: CollectorRegistry | None = None) -> list[Metrics]:
+    """A ``Metrics`` for every name recorded in ``registry`` (this process), by name.
+
+    Views onto the existing series: whatever buckets and window they were made with.
+    """
+    store = _store_for(registry)
+    views = []
+    for series in sorted(store.all_series(), key=lambda s: s.name):
+        view = Metrics.__new__(Metrics)
+        view.name = series.name
+        view._store = store
+        view._series = series
+        view._record = series.record
+        view._reject = series.reject
+        views.append(view)
+    return views
+
+
+def live_pools(registry: CollectorRegistry | None = None) -> list[Any]:
+    """The live pools attached to metrics in ``registry`` (this process), by name."""
+    found = []
+    for entry in sorted(_store_for(registry).all_pools(), key=lambda p: p.name):
+        pool = entry.pool()
+        if pool is not None:
+            found.append(pool)
+    return found
 
 
 def _observe(store: Store, pool: Any) -> None:
