@@ -688,11 +688,14 @@ async def test_status_document_lists_names_and_pools_protected_inside_handlers(
             return PlainTextResponse("degraded")
 
     app = ASGIMiddleware(Starlette(routes=[Route("/page", page)]), registry=registry)
+    sg.Metrics("a-plain-metrics", registry=registry).record_request(0.01, True)
     try:
         async with client(app) as c:
             assert (await c.get("/page")).text == "degraded"
             doc = (await c.get("/switchgear")).json()
-        assert list(doc["names"]) == ["GET /page", "inner-dep"]  # routes first
+        assert list(doc["names"]) == ["GET /page", "a-plain-metrics", "inner-dep"]  # routes first
+        assert doc["names"]["a-plain-metrics"]["circuit_breaker"] == {"state": None}
+        assert doc["names"]["a-plain-metrics"]["total"]["request_count"] == 1
         inner = doc["names"]["inner-dep"]
         assert inner["circuit_breaker"] == {"state": "open"}
         assert inner["total"]["error_count"] == 1
