@@ -22,7 +22,7 @@ from ._endpoints import Response
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http_auth import Headers
 from ._http_core import HttpMiddlewareBase, Route, log_once
-from ._http_options import HttpOptions, default_failure_status
+from ._http_options import HttpOptions
 from ._pool import _MISSING as _NO_RESOURCE
 from ._routes import METHODS, ROUTE_KEY, asgi_template
 
@@ -82,12 +82,11 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         super().__init__(app, **options)
         core = self._core
         # Bound once: every attribute hop saved here is saved on every request.
-        self._special = core.special
-        self._prefixes = core.exclude_prefixes
+        self._special_kind = core.special_kind
         self._lookup = core.cache.get
         self._pool = core.pool
         self._clock = core.clock
-        self._server_errors = core.failure_status is default_failure_status
+        self._failure_status = core.failure_status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -100,9 +99,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         route_path = path
         if root and type(root) is str and path.startswith(root):
             route_path = path[len(root) :] or "/"
-        kind = self._special.get(route_path)
-        if kind is None and self._prefixes and route_path.startswith(self._prefixes):
-            kind = "exclude"
+        kind = self._special_kind(route_path)
         if kind is not None:
             if kind == "exclude":
                 await self.app(scope, receive, send)
@@ -169,9 +166,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                         # The common case: the route the framework matched last time for
                         # this route key, no mount in between.
                         try:
-                            failed = status >= 500 if self._server_errors else None
-                            if failed is None:
-                                failed = core.failure_status(status)
+                            failed = self._failure_status(status)
                         except Exception:
                             failed = core.status_outcome(status) == FAILURE
                         try:
