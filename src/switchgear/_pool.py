@@ -811,26 +811,27 @@ class DynamicPool(Generic[T]):
         with self._lock:
             self._every = tuple(o for o in self._observers if o.every_acquire)
 
-    def _notify_immediate(self) -> None:
-        for observer in self._every:
+    def _notify(
+        self, observers: tuple[PoolObserver, ...], event: Callable[[PoolObserver], None]
+    ) -> None:
+        """Call ``event(observer)`` for each one; a failing observer is logged, not raised."""
+        for observer in observers:
             try:
-                observer.pool_acquired_immediately(self._name)
+                event(observer)
             except Exception:
                 logger.exception("pool %r: observer %r failed", self._name, observer)
+
+    def _notify_immediate(self) -> None:
+        name = self._name
+        self._notify(self._every, lambda o: o.pool_acquired_immediately(name))
 
     def _notify_acquired(self, wait: float, cold: bool) -> None:
-        for observer in self._observers:
-            try:
-                observer.pool_acquired(self._name, wait, cold)
-            except Exception:
-                logger.exception("pool %r: observer %r failed", self._name, observer)
+        name = self._name
+        self._notify(self._observers, lambda o: o.pool_acquired(name, wait, cold))
 
     def _notify_scaled(self, direction: Literal["up", "down"], count: int) -> None:
-        for observer in self._observers:
-            try:
-                observer.pool_scaled(self._name, direction, count)
-            except Exception:
-                logger.exception("pool %r: observer %r failed", self._name, observer)
+        name = self._name
+        self._notify(self._observers, lambda o: o.pool_scaled(name, direction, count))
 
     # -- closing ----------------------------------------------------------------------------
 
