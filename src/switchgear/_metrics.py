@@ -138,10 +138,7 @@ def live_metrics(registry: CollectorRegistry | None = None) -> list[Metrics]:
     for series in sorted(store.all_series(), key=lambda s: s.name):
         view = Metrics.__new__(Metrics)
         view.name = series.name
-        view._store = store
-        view._series = series
-        view._record = series.record
-        view._reject = series.reject
+        view._bind(store, series)
         views.append(view)
     return views
 
@@ -251,15 +248,19 @@ class Metrics:
         bounds = _bounds(buckets)
         span = v.seconds("window", window)
         v.clock(clock)
-        self._store = _store_for(registry)
-        self._series: Series = self._store.series_for(self.name, bounds, span, clock)
-        # The hot path: the series' closures themselves, no wrapper call in between.
-        self._record = self._series.record
-        self._reject = self._series.reject
+        store = _store_for(registry)
+        self._bind(store, store.series_for(self.name, bounds, span, clock))
 
         from ._otel import bridge_for
 
         bridge_for(meter_provider).add(self._series)
+
+    def _bind(self, store: Store, series: Series) -> None:
+        self._store = store
+        self._series: Series = series
+        # The hot path: the series' closures themselves, no wrapper call in between.
+        self._record = series.record
+        self._reject = series.reject
 
     def __repr__(self) -> str:
         return f"<Metrics {self.name!r}>"
