@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from switchgear.testing import FakeClock
 
-__all__ = ["FakeClock", "clock", "isolated_env", "require_binary"]
+__all__ = ["FakeClock", "clock", "free_port", "isolated_env", "require_binary", "stop_process"]
 
 
 @pytest.fixture
@@ -44,3 +47,23 @@ def isolated_env() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM ``proc``, SIGKILL it if it has not exited after ``timeout`` s; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    return proc.returncode

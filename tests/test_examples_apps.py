@@ -8,8 +8,6 @@ free 127.0.0.1 port; requests go through httpx. The plain-function example runs 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import free_port, stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "example-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,13 +28,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 pytestmark = pytest.mark.timeout(90)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Server:
@@ -69,13 +62,7 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=10.0)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
 
 
 def uvicorn(module: str, tmp: Path, ready_path: str) -> Iterator[Server]:

@@ -22,6 +22,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import free_port, stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "integration-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -42,20 +44,7 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=10.0)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        stop_process(self.proc, timeout=10)
 
 
 def start(argv: list[str], env: dict[str, str], tmp: Path, port: int) -> Server:

@@ -25,8 +25,6 @@ import json
 import math
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -51,7 +49,7 @@ from tools.observability import (
 from tools.observability.config import BurnWindow, Config
 from tools.observability.rules import alerts, recording_rules, render_rules
 
-from tests.conftest import require_binary
+from tests.conftest import free_port, require_binary, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,13 +128,6 @@ UNIT_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_until(
     what: str,
     predicate: Callable[[], bool],
@@ -149,17 +140,6 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}\n{details()}")
         time.sleep(0.2)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    return proc.returncode
 
 
 def regex_value(value: str) -> str:
