@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from . import _validate as v
@@ -539,14 +539,23 @@ class CircuitBreaker:
                         old, new = events.popleft()
                     except IndexError:
                         break
-                    for listener in self._listeners:
-                        try:
-                            listener(old, new)
-                        except Exception:
-                            logger.exception(
-                                "switchgear: state-change listener %r of breaker %r failed",
-                                listener,
-                                self.name,
-                            )
+                    self._deliver(old, new)
             finally:
                 self._dispatch_lock.release()
+
+    def _deliver(self, old: BreakerState, new: BreakerState) -> None:
+        """Tell the listeners of one transition (holding the dispatch lock, in order)."""
+        self._call_listeners(self._listeners, old, new)
+
+    def _call_listeners(
+        self, listeners: Iterable[Listener], old: BreakerState, new: BreakerState
+    ) -> None:
+        for listener in listeners:
+            try:
+                listener(old, new)
+            except Exception:
+                logger.exception(
+                    "switchgear: state-change listener %r of breaker %r failed",
+                    listener,
+                    self.name,
+                )

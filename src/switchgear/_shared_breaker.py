@@ -43,7 +43,6 @@ from ._breaker import (
     SUCCESS,
     BreakerState,
     CircuitBreaker,
-    logger,
 )
 from ._errors import CircuitOpenError
 from ._storage import TRIAL_RELEASE, Outbox, Reply, Rules, Storage
@@ -277,33 +276,16 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._kinds.append(_COUNT_ONLY)
         self._events.append((old, new))
 
-    def _dispatch(self) -> None:
-        events = self._events
-        kinds = self._kinds
-        while events:
-            if not self._dispatch_lock.acquire(blocking=False):
-                return  # the thread dispatching now re-checks the queue before leaving
-            try:
-                while events:
-                    try:
-                        old, new = events.popleft()
-                    except IndexError:
-                        break
-                    kind = kinds.popleft()
-                    for listener in self._listeners:
-                        counts = getattr(listener, COUNTS_TRANSITIONS, False)
-                        if (kind == _ADOPTED and counts) or (kind == _COUNT_ONLY and not counts):
-                            continue
-                        try:
-                            listener(old, new)
-                        except Exception:
-                            logger.exception(
-                                "switchgear: state-change listener %r of breaker %r failed",
-                                listener,
-                                self.name,
-                            )
-            finally:
-                self._dispatch_lock.release()
+    def _deliver(self, old: BreakerState, new: BreakerState) -> None:
+        # Each queued transition has its kind, queued alongside it and popped in step.
+        kind = self._kinds.popleft()
+        if kind == _ADOPTED:  # made elsewhere: counted by the process that made it
+            listeners = [x for x in self._listeners if not getattr(x, COUNTS_TRANSITIONS, False)]
+        elif kind == _COUNT_ONLY:  # only the counters need it
+            listeners = [x for x in self._listeners if getattr(x, COUNTS_TRANSITIONS, False)]
+        else:
+            listeners = list(self._listeners)
+        self._call_listeners(listeners, old, new)
 
     # -- link health -------------------------------------------------------------------------
 
