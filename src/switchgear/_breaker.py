@@ -284,10 +284,12 @@ class CircuitBreaker:
     # -- manual control --------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Return to CLOSED and forget every count (from any state)."""
+        """Return to CLOSED and forget every count, from any state (shared: fleet-wide)."""
+        self._prepare()
         with self._lock:
             now = self._clock()
-            self._advance(now)
+            self._refresh(now)
+            self._manual("reset")
             if self._state is not _CLOSED:
                 self._transition(_CLOSED, now)
             else:
@@ -305,9 +307,11 @@ class CircuitBreaker:
         self._set_manual(_DISABLED)
 
     def _set_manual(self, target: BreakerState) -> None:
+        self._prepare()
         with self._lock:
             now = self._clock()
-            self._advance(now)
+            self._refresh(now)
+            self._manual(target.value)
             if self._state is not target:
                 self._transition(target, now)
         self._dispatch()
@@ -359,15 +363,17 @@ class CircuitBreaker:
         """
         outcome = SUCCESS if success else FAILURE
         elapsed = 0.0 if duration is None else v.seconds("duration", duration, allow_zero=True)
+        self._prepare()
         with self._lock:
             now = self._clock()
-            self._advance(now)
+            self._refresh(now)
             if self._state is _CLOSED:
                 self._count_closed(outcome, elapsed, now)
             elif self._state is _HALF_OPEN:
-                if self._trials:
-                    del self._trials[next(iter(self._trials))]
-                self._count_trial(outcome, now)
+                token = next(iter(self._trials), None)
+                if token is not None:
+                    del self._trials[token]
+                self._settle_trial(token, outcome, now)
         self._dispatch()
 
     def classify(self, exc: BaseException) -> int:
@@ -409,8 +415,15 @@ class CircuitBreaker:
             raise error
         return token
 
-    # Hooks for shared state (see _shared_breaker), called with the lock held. In-process,
-    # bringing the state up to date is just applying due transitions.
+    # Hooks for shared state (see _shared_breaker). ``_prepare`` runs before the lock is
+    # taken; the others with it held. In-process, there is nothing to prepare or to tell,
+    # and bringing the state up to date is just applying due transitions.
+    def _prepare(self) -> None:
+        pass
+
+    def _manual(self, command: str) -> None:
+        """A manual change (``reset``, ``forced_open``, ``disabled``) is being made."""
+
     def _refresh(self, now: float) -> None:
         self._advance(now)
 
@@ -428,8 +441,11 @@ class CircuitBreaker:
         retry = max(self._opened_at + self.open_timeout - now, 0.0)
         return CircuitOpenError(self.name, retry, "circuit_open")
 
-    def _settle_trial(self, token: int, outcome: int, now: float) -> None:
-        """Count the result of the trial call ``token`` (already removed from ``_trials``)."""
+    def _settle_trial(self, token: int | None, outcome: int, now: float) -> None:
+        """Count the result of the trial call ``token`` (already removed from ``_trials``).
+
+        ``None``: a token-less result (``record_result``) when no trial permit was out.
+        """
         self._count_trial(outcome, now)
 
     def _finish(self, token: int | None, outcome: int, duration: float) -> None:

@@ -32,7 +32,6 @@ import time
 from collections import deque
 from typing import Any
 
-from . import _validate as v
 from ._breaker import (
     _CLOSED,
     _HALF_OPEN,
@@ -153,62 +152,18 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._rejected = True  # someone wants to probe: ask the store for permits early
         return super()._open_rejection(now)
 
-    def _settle_trial(self, token: int, outcome: int, now: float) -> None:
-        self._count_trial_permit(self._permit_of.pop(token, None), outcome, now)
-
-    def record_result(self, success: bool, duration: float | None = None) -> None:
-        """Count one result against the current state (see :meth:`CircuitBreaker.record_result`)."""
-        outcome = SUCCESS if success else FAILURE
-        elapsed = 0.0 if duration is None else v.seconds("duration", duration, allow_zero=True)
-        if not self._attached:
-            self._attach()
-        with self._lock:
-            now = self._clock()
-            self._check_link()
-            self._advance(now)
-            if self._state is _CLOSED:
-                self._count_closed(outcome, elapsed, now)
-            elif self._state is _HALF_OPEN:
-                permit = None
-                if self._trials:
-                    token = next(iter(self._trials))
-                    del self._trials[token]
-                    permit = self._permit_of.pop(token, None)
-                self._count_trial_permit(permit, outcome, now)
-        self._dispatch()
+    def _settle_trial(self, token: int | None, outcome: int, now: float) -> None:
+        permit = None if token is None else self._permit_of.pop(token, None)
+        self._count_trial_permit(permit, outcome, now)
 
     # -- manual control --------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Return to CLOSED and forget every count, here at once and fleet-wide."""
+    def _prepare(self) -> None:
         if not self._attached:
             self._attach()
-        with self._lock:
-            now = self._clock()
-            self._check_link()
-            self._advance(now)
-            self._command("reset")
-            if self._state is not _CLOSED:
-                self._transition(_CLOSED, now)
-            else:
-                self._failures = 0
-                if self._window is not None:
-                    self._window.clear()
-        self._dispatch()
 
-    def _set_manual(self, target: BreakerState) -> None:
-        if not self._attached:
-            self._attach()
-        with self._lock:
-            now = self._clock()
-            self._check_link()
-            self._advance(now)
-            self._command(target.value)
-            if self._state is not target:
-                self._transition(target, now)
-        self._dispatch()
-
-    def _command(self, command: str) -> None:
+    def _manual(self, command: str) -> None:
+        # Applied here at once by the caller; fleet-wide through the store's next round.
         self._out.command = command
         self._dirty = True
         self._storage.wake()
