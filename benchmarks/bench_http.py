@@ -5,6 +5,7 @@ ASGI: one uvicorn process per variant (single worker, same ``--loop``/``--http``
 
 * ``bare``                a tiny Starlette app (``GET /items/{id}`` -> small JSON)
 * ``pass-through``        that app in a do-nothing ASGI layer that wraps ``send`` (the floor)
+* ``recording floor``     the least a Python layer with the bar's parts could do (``floor_asgi``)
 * ``switchgear``          that app in ``switchgear.ASGIMiddleware`` (breaker + metrics per route)
 * ``switchgear + pool``   the same, plus a ``DynamicPool`` bulkhead (the DESIGN §4 bar)
 * ``starlette-exporter``  starlette-exporter's ``PrometheusMiddleware`` (default options)
@@ -31,6 +32,7 @@ Run:  .venv/bin/python -m benchmarks.bench_http [--suite asgi|wsgi|both] [--roun
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import dataclasses
 import functools
@@ -45,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +63,7 @@ VARIANT_ENV = "SWITCHGEAR_BENCH_VARIANT"
 ASGI_VARIANTS = (
     "bare",
     "pass-through",
+    "recording floor",
     "switchgear",
     "switchgear + pool",
     "starlette-exporter",
@@ -120,6 +124,62 @@ def pass_through_asgi(app: Any) -> Any:
     return middleware
 
 
+_FLOOR_BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def floor_asgi(app: Any) -> Any:
+    """The least a pure-Python layer with the bar's parts could do per request.
+
+    Not a product: one dict lookup by raw path, one breaker-state read, one pool slot (a
+    lock around a list), one histogram bucket and sum, the status seen in ``send``. No
+    route templates, no 503s, no exceptions or disconnects handled, no labels or scrape.
+    What ``switchgear + pool`` adds beyond this row is the price of doing it correctly; what
+    this row adds beyond ``pass-through`` is the price of any recording written in Python.
+    """
+    clock = time.monotonic
+    lock = threading.Lock()
+    slots = list(range(8))
+    routes: dict[str, list[float]] = {}
+    gate = {"state": "closed"}
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        path = scope["path"]
+        counts = routes.get(path)
+        if counts is None:
+            counts = routes[path] = [0.0] * (len(_FLOOR_BOUNDS) + 3)
+        if gate["state"] != "closed":
+            raise RuntimeError("never: the gate stays closed")
+        lock.acquire()
+        slot = slots.pop()
+        lock.release()
+        start = clock()
+        status = 0
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif not message.get("more_body", False):
+                duration = clock() - start
+                counts[bisect.bisect_left(_FLOOR_BOUNDS, duration)] += 1
+                counts[-2] += duration
+                if status >= 500:
+                    counts[-1] += 1
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            lock.acquire()
+            slots.append(slot)
+            lock.release()
+
+    return middleware
+
+
 def pass_through_wsgi(app: Any) -> Any:
     """The WSGI counterpart: wrap ``start_response`` to see the status, record nothing."""
 
@@ -151,6 +211,8 @@ def make_asgi_app() -> Any:
         return app
     if variant == "pass-through":
         return pass_through_asgi(app)
+    if variant == "recording floor":
+        return floor_asgi(app)
     if variant == "switchgear":
         from switchgear.asgi import ASGIMiddleware
 

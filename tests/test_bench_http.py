@@ -151,3 +151,26 @@ def test_one_tiny_real_round(capsys: pytest.CaptureFixture[str]) -> None:
     assert "| WSGI (gunicorn) |" in out
     assert out.count("| switchgear |") == 2
     assert "non-2xx" not in out
+
+
+@pytest.mark.parametrize("variant", bh.ASGI_VARIANTS)
+def test_every_asgi_variant_answers_like_the_bare_app(
+    variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variant that errored would measure its error path, not the layer: same answers."""
+    import asyncio
+
+    import httpx
+
+    monkeypatch.setenv(bh.VARIANT_ENV, variant)
+    app = bh.make_asgi_app()
+
+    async def fetch() -> list[tuple[int, bytes]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [
+                ((r := await client.get(path)).status_code, r.content)
+                for path in ("/items/3", "/items/41", "/nope")
+            ]
+
+    assert asyncio.run(fetch()) == [(200, b'{"id":3}'), (200, b'{"id":41}'), (404, b"Not Found")]

@@ -190,6 +190,34 @@ def test_cache_lookup_matches_the_plain_definition(
     assert cache.get("GET", probe) == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    learned=st.lists(
+        st.tuples(st.sampled_from(["GET", "POST"]), _paths, st.sampled_from("ABC")), max_size=12
+    ),
+    probes=st.lists(st.tuples(st.sampled_from(["GET", "POST"]), _paths), max_size=6),
+    capacity=st.integers(1, 4),
+)
+def test_cache_tail_shortcut_agrees_with_shapes_through_eviction(
+    learned: list[tuple[str, str, str]], probes: list[tuple[str, str]], capacity: int
+) -> None:
+    """With evictions and two methods, get() is exact-then-full-shape, the shortcut aside."""
+    cache: RouteCache[str] = RouteCache(capacity)
+
+    def by_definition(method: str, path: str) -> str | None:
+        value = cache._exact.get((method, path))
+        if value is not None:
+            return value
+        shape = path_shape(path)
+        return None if shape is None else cache._shapes.get((method, shape))
+
+    for method, path, value in learned:
+        cache.learn(method, path, value)
+        for probe_method, probe in [*probes, (method, path)]:
+            assert cache.get(probe_method, probe) == by_definition(probe_method, probe)
+    assert len(cache._shapes) <= capacity
+
+
 def test_cache_is_bounded_lru() -> None:
     cache: RouteCache[str] = RouteCache(3)
     for p in ("/a", "/b", "/c"):

@@ -195,6 +195,9 @@ class RouteCache(Generic[V]):
         self.capacity = capacity
         self._exact: OrderedDict[tuple[str, str], V] = OrderedDict()
         self._shapes: OrderedDict[tuple[str, str], V | None] = OrderedDict()
+        # The shapes whose only id is the last segment, by method then by what precedes that
+        # id ("/items/"): the usual case, looked up without building a key.
+        self._tails: dict[str, dict[str, V | None]] = {}
         self._tracking = False  # LRU order kept from half full on
         self._lock = threading.Lock()
 
@@ -216,10 +219,12 @@ class RouteCache(Generic[V]):
         # The usual shape, an id as the last segment, without splitting the path: a key
         # that is not a real shape (an id left earlier in the path) is never in _shapes.
         head = path.rstrip(_DIGITS)
-        if len(head) < len(path) and head[-1:] == "/":
-            value = self._shapes.get((method, head + "{}"))
-            if value is not None:
-                return value
+        if len(head) < len(path):
+            tails = self._tails.get(method)
+            if tails is not None:
+                value = tails.get(head)
+                if value is not None:
+                    return value
         shape = path_shape(path)
         if shape is None:
             return None
@@ -245,15 +250,25 @@ class RouteCache(Generic[V]):
             if skey in shapes:
                 if shapes[skey] is not value:
                     shapes[skey] = None  # ambiguous from now on
+                    self._set_tail(method, shape, None)
                 shapes.move_to_end(skey)
             else:
                 shapes[skey] = value
+                self._set_tail(method, shape, value)
                 if len(shapes) > self.capacity:
-                    shapes.popitem(last=False)
+                    (old_method, old_shape), _ = shapes.popitem(last=False)
+                    if old_shape.endswith("/{}"):
+                        self._tails[old_method].pop(old_shape[:-2], None)
+
+    def _set_tail(self, method: str, shape: str, value: V | None) -> None:
+        """Mirror a ``_shapes`` entry ending in an id into ``_tails``. Caller holds the lock."""
+        if shape.endswith("/{}"):
+            self._tails.setdefault(method, {})[shape[:-2]] = value
 
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:
             self._exact.clear()
             self._shapes.clear()
+            self._tails.clear()
             self._tracking = False

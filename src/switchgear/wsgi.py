@@ -193,7 +193,7 @@ class _Exchange:
         pool = self._core.pool
         if pool is not None:
             try:
-                pool.release(self._resource)
+                pool._return(self._resource)  # ours: never foreign, never twice (_released)
             except Exception:
                 log_once("release", "switchgear: returning a resource to the pool failed")
 
