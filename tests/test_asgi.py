@@ -556,7 +556,7 @@ async def test_recording_failure_never_breaks_the_request(
         route = app._core.lookup("GET", "/items/1")
         assert route is not None
 
-        def broken(duration: float, success: bool, cold: bool) -> None:
+        def broken(now: float, duration: float, success: bool, cold: bool) -> None:
             raise RuntimeError("metrics backend down")
 
         route.record = broken

@@ -720,3 +720,20 @@ def test_scrape_of_100_names_is_fast() -> None:
         generate_latest(registry)
     elapsed = (time.perf_counter() - start) / 5
     assert elapsed < 0.1  # the bar is 20 ms (benchmarks/bench_metrics.py); loose here for CI
+
+
+def test_recorder_for_another_clock_keeps_the_series_time(clock: FakeClock) -> None:
+    """A caller timing with a different clock cannot move the window: the series reads its own."""
+    m, _ = fresh(clock=clock, window=60.0)
+    assert m._recorder_for(clock) is m._series.record_at  # same clock: the end time is used
+    elsewhere = FakeClock(start=10_000.0)
+    record = m._recorder_for(elsewhere)
+    for _ in range(30):
+        record(elsewhere(), 0.2, False, False)
+    clock.advance(30.0)
+    for _ in range(10):
+        record(elsewhere(), 0.4, True, False)
+    assert (m.window_stats().request_count, m.window_stats().error_count) == (40, 30)
+    clock.advance(31.0)  # the first batch is 61 s old by the series' clock
+    w = m.window_stats()
+    assert (w.request_count, w.error_count, w.avg_latency) == (10, 0, pytest.approx(0.4))

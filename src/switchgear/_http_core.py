@@ -50,6 +50,7 @@ from ._http_options import (
 )
 from ._http_options import breaker_options as breaker_options_
 from ._metrics import Metrics, live_metrics, live_pools, observe_pool
+from ._metrics_series import TimedSink
 from ._pool import DynamicPool
 from ._routes import OTHER, UNMATCHED, RouteCache
 
@@ -95,13 +96,15 @@ class Route:
         template: str | None,
         breaker: CircuitBreaker,
         metrics: Metrics,
+        clock: Callable[[], float],
     ) -> None:
         self.key = key
         self.method = method
         self.template = template
         self.breaker = breaker
         self.metrics = metrics
-        self.record: Callable[[float, bool, bool], None] = metrics._record
+        # Called with the end time the middleware has just read: (now, duration, ok, cold).
+        self.record: TimedSink = metrics._recorder_for(clock)
         self.reject: Callable[[str], None] = metrics._reject
         # The framework's route object last seen to yield ``template`` with no mount in
         # between (ASGI): a later request that matched the same object has the same key.
@@ -255,7 +258,7 @@ class HttpCore:
             # The pool reports through one Metrics (its gauges are keyed by pool name).
             metrics.attach(self.pool)
             self._pool_attached = True
-        return Route(key, method, template, breaker, metrics)
+        return Route(key, method, template, breaker, metrics, self.clock)
 
     def routes(self) -> dict[str, Route]:
         """A snapshot of the live routes by key."""
@@ -323,7 +326,7 @@ class HttpCore:
                 if gen is not None and outcome != NEUTRAL:
                     late._finish(gen, outcome, duration)
             if counted:
-                route.record(duration, outcome != FAILURE, cold_start)
+                route.record(self.clock(), duration, outcome != FAILURE, cold_start)
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")
 

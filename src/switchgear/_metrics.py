@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from . import _validate as v
-from ._metrics_series import LATENCY_BUCKETS, REJECTION_REASONS, Series
+from ._metrics_series import LATENCY_BUCKETS, REJECTION_REASONS, Series, TimedSink
 from ._metrics_store import Store
 from ._prom import Collector, render_latest
 
@@ -264,6 +264,11 @@ class Metrics:
 
     def __repr__(self) -> str:
         return f"<Metrics {self.name!r}>"
+
+    def _recorder_for(self, clock: Callable[[], float]) -> TimedSink:
+        """The hot-path sink for callers that time calls with ``clock``: it takes the end
+        time they just read, ``(now, duration, success, cold_start)``."""
+        return self._series.recorder_for(clock)
 
     # -- recording -------------------------------------------------------------------------
 

@@ -72,6 +72,8 @@ AUTOMATIC_TRANSITIONS: tuple[tuple[str, str], ...] = (
 TICK_SECONDS = 1.0
 
 Sink = Callable[[float, bool, bool], None]
+#: A sink that is also told the time the call ended (``now``, duration, success, cold start).
+TimedSink = Callable[[float, float, bool, bool], None]
 
 
 def _label(state: object) -> str:
@@ -144,6 +146,7 @@ class Series:
         "pool_override",
         "pools",
         "record",
+        "record_at",
         "reject",
         "sinks",
         "store",
@@ -184,7 +187,11 @@ class Series:
         self.breakers: list[weakref.ref[Any]] = []
         self.pools: list[weakref.ref[Any]] = []
         self.pool_override: tuple[int, int, int] | None = None
-        self.record: Sink = self._make_record()
+        self.record_at: TimedSink = self._make_record()
+        record_at = self.record_at
+        self.record: Sink = lambda duration, success, cold_start: record_at(
+            clock(), duration, success, cold_start
+        )
         self.reject: Callable[[str], None] = self._make_reject()
 
     # -- shards ------------------------------------------------------------------------------
@@ -226,8 +233,21 @@ class Series:
 
     # -- hot path ----------------------------------------------------------------------------
 
-    def _make_record(self) -> Sink:
-        clock = self.clock
+    def recorder_for(self, clock: Callable[[], float]) -> TimedSink:
+        """``record_at`` for callers timing with ``clock``; it reads its own when they differ.
+
+        A caller that has just read the clock to time a call passes that reading on, which
+        saves the series a second read on every call.
+        """
+        if clock is self.clock:
+            return self.record_at
+        record_at = self.record_at
+        own = self.clock
+        return lambda _now, duration, success, cold_start: record_at(
+            own(), duration, success, cold_start
+        )
+
+    def _make_record(self) -> TimedSink:
         bounds = self.bounds
         local = self._local
         new_shard = self._new_shard
@@ -237,8 +257,7 @@ class Series:
         k_errors = k_sum + 1
         k_cold = k_sum + 2
 
-        def record(duration: float, success: bool, cold_start: bool) -> None:
-            now = clock()
+        def record_at(now: float, duration: float, success: bool, cold_start: bool) -> None:
             if now >= slow_at[0]:
                 slow(now, duration, success, cold_start)
                 return
@@ -254,7 +273,7 @@ class Series:
             if cold_start:
                 shard[k_cold] += 1
 
-        return record
+        return record_at
 
     def _record_slow(self, now: float, duration: float, success: bool, cold_start: bool) -> None:
         if now >= self._roll_at:

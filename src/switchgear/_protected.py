@@ -316,7 +316,7 @@ def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
     finish = plan.breaker._finish
     classify = plan.breaker.classify
     clock = plan.breaker._clock
-    record = plan.metrics._record
+    record = plan.metrics._recorder_for(clock)  # told the end time: one read less
     reject = plan.metrics._reject
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -329,15 +329,17 @@ def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            duration = clock() - start
+            now = clock()
+            duration = now - start
             outcome = classify(exc)
             finish(token, outcome, duration)
             if not isinstance(exc, _NEVER_COUNTED):
-                record(duration, outcome != FAILURE, False)
+                record(now, duration, outcome != FAILURE, False)
             raise
-        duration = clock() - start
+        now = clock()
+        duration = now - start
         finish(token, SUCCESS, duration)
-        record(duration, True, False)
+        record(now, duration, True, False)
         return result
 
     return wrapper
@@ -386,7 +388,7 @@ def _fast_async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., An
     finish = plan.breaker._finish
     classify = plan.breaker.classify
     clock = plan.breaker._clock
-    record = plan.metrics._record
+    record = plan.metrics._recorder_for(clock)  # told the end time: one read less
     reject = plan.metrics._reject
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -399,15 +401,17 @@ def _fast_async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., An
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            duration = clock() - start
+            now = clock()
+            duration = now - start
             outcome = classify(exc)
             finish(token, outcome, duration)
             if not isinstance(exc, _NEVER_COUNTED):
-                record(duration, outcome != FAILURE, False)
+                record(now, duration, outcome != FAILURE, False)
             raise
-        duration = clock() - start
+        now = clock()
+        duration = now - start
         finish(token, SUCCESS, duration)
-        record(duration, True, False)
+        record(now, duration, True, False)
         return result
 
     return wrapper

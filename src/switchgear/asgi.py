@@ -156,7 +156,8 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                     # Recorded before the last chunk is handed over, so by the time the
                     # client has the whole response, /metrics already counts it.
                     done = True
-                    duration = clock() - start
+                    now = clock()
+                    duration = now - start
                     if (
                         route is not None
                         and scope.get("route") is route.matched
@@ -171,7 +172,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                             failed = core.status_outcome(status) == FAILURE
                         try:
                             route.breaker._finish(token, FAILURE if failed else SUCCESS, duration)
-                            route.record(duration, not failed, cold)
+                            route.record(now, duration, not failed, cold)
                         except Exception:
                             log_once("record", "switchgear: recording an HTTP request failed")
                     else:

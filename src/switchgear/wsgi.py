@@ -144,7 +144,8 @@ class _Exchange:
             return
         self._done = True
         core = self._core
-        duration = core.clock() - self._start
+        now = core.clock()
+        duration = now - self._start
         if outcome is None:
             status = self._status
             outcome = core.status_outcome(_status_code(status) if status is not None else 500)
@@ -160,7 +161,7 @@ class _Exchange:
                 # The common case: the rule the framework matched last time for this key.
                 try:
                     route.breaker._finish(self._token, outcome, duration)
-                    route.record(duration, outcome != FAILURE, self._cold)
+                    route.record(now, duration, outcome != FAILURE, self._cold)
                 except Exception:
                     log_once("record", "switchgear: recording an HTTP request failed")
                 return
