@@ -249,13 +249,15 @@ class _Exchange:
 
 
 class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
-    """Protect and measure every route of a WSGI app (Flask, Django, any Werkzeug app).
+    """Protect and measure every route of a WSGI app (Flask, Django, any WSGI app).
 
     The same options and behaviour as :class:`switchgear.asgi.ASGIMiddleware`: requests are
-    keyed ``"METHOD template"`` (Flask's ``url_rule``, e.g. ``GET /hello/<name>``), each key
-    has a breaker and metrics, an open breaker answers ``503`` with ``Retry-After``, latency
-    runs until the body is exhausted, and ``metrics_path``/``status_path`` serve Prometheus
-    text and a JSON status document. Under gunicorn with several workers, set
+    keyed ``"METHOD template"`` (Flask's ``url_rule``, e.g. ``GET /hello/<name>``; Django
+    through ``django_route_middleware``; any other app by setting
+    ``environ["switchgear.route"]`` to the template, else ``<unmatched>``), each key has a
+    breaker and metrics, an open breaker answers ``503`` with ``Retry-After``, latency runs
+    until the body is exhausted, and ``metrics_path``/``status_path`` serve Prometheus text
+    and a JSON status document. Under gunicorn with several workers, set
     ``PROMETHEUS_MULTIPROC_DIR`` (see ``docs/middleware.md``).
 
     Example::
