@@ -933,3 +933,53 @@ async def test_pool_timeout_and_permit_returned(registry: CollectorRegistry) -> 
         assert pool.stats().in_use == 0  # released even though the app raised
     finally:
         pool.close()
+
+
+def _int_items_app(fail: list[bool]) -> Starlette:
+    async def item(request: Request) -> Response:
+        if fail[0]:
+            return PlainTextResponse("down", status_code=500)
+        return JSONResponse({"id": request.path_params["id"]})
+
+    return Starlette(routes=[Route("/items/{id:int}", item)])
+
+
+async def test_a_404_shaped_like_a_route_counts_on_unmatched(
+    clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    """/items/<hex> looks like /items/{id:int} to the route cache, but Starlette matched nothing."""
+    mw = ASGIMiddleware(_int_items_app([False]), registry=registry, clock=clock)
+    hex_like = ["/items/deadbeefdeadbeef", "/items/0123456789abcdef0123"]
+    async with client(mw) as c:
+        # A 404 straight after the first request, before the route's object was confirmed.
+        for path in ["/items/1", hex_like[1], "/items/2", *hex_like, "/items/3", hex_like[0]]:
+            await c.get(path)
+    assert requests(registry, "GET /items/{id:int}") == 3
+    assert requests(registry, "<unmatched>") == 4
+    # The 404s are remembered by path only: the shape still leads to the real route.
+    assert mw._core.lookup("GET", "/items/77") is mw._core.routes()["GET /items/{id:int}"]
+    assert mw._core.lookup("GET", hex_like[0]) is mw._core.routes()["<unmatched>"]
+
+
+async def test_404s_shaped_like_a_route_neither_trip_nor_close_its_breaker(
+    clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    fail = [True]
+    options = {"clock": clock, "failure_threshold": 2, "success_threshold": 1, "open_timeout": 5.0}
+    mw = ASGIMiddleware(
+        _int_items_app(fail), registry=registry, clock=clock, breaker_options=options
+    )
+    async with client(mw) as c:
+        for i in range(2):
+            assert (await c.get(f"/items/{i}")).status_code == 500
+        breaker = mw.breakers()["GET /items/{id:int}"]
+        assert breaker.state is BreakerState.OPEN
+        clock.advance(5.0)
+        assert breaker.state is BreakerState.HALF_OPEN
+        # A trial permit is taken by the guess, then given back: the 404 proves nothing.
+        for i in range(3):
+            assert (await c.get(f"/items/abcdef012345678{i}")).status_code == 404
+            assert breaker.state is BreakerState.HALF_OPEN
+        fail[0] = False
+        assert (await c.get("/items/9")).status_code == 200
+        assert breaker.state is BreakerState.CLOSED

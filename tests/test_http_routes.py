@@ -218,6 +218,22 @@ def test_cache_tail_shortcut_agrees_with_shapes_through_eviction(
     assert len(cache._shapes) <= capacity
 
 
+def test_cache_never_guesses_for_a_path_too_long_to_cache() -> None:
+    """Like path_shape: a 5,000-digit id (Starlette's int converter raises on it) gets no guess."""
+    cache: RouteCache[str] = RouteCache(100)
+    cache.learn("GET", "/items/7", "items")
+    assert cache.get("GET", "/items/" + "1" * MAX_CACHED_PATH) is None
+    assert cache.get("GET", "/items/" + "1" * (MAX_CACHED_PATH - len("/items/"))) == "items"
+
+
+def test_learn_without_shape_remembers_the_path_only() -> None:
+    cache: RouteCache[str] = RouteCache(100)
+    cache.learn("GET", "/items/7", "items")
+    cache.learn("GET", "/items/deadbeefdeadbeef", "<unmatched>", shape=False)
+    assert cache.get("GET", "/items/deadbeefdeadbeef") == "<unmatched>"
+    assert cache.get("GET", "/items/cafebabecafebabe") == "items"  # the shape is not ambiguous
+
+
 def test_cache_is_bounded_lru() -> None:
     cache: RouteCache[str] = RouteCache(3)
     for p in ("/a", "/b", "/c"):

@@ -199,6 +199,41 @@ def test_exceptions_are_reraised_and_counted(registry: CollectorRegistry) -> Non
     assert requests(registry, "<unmatched>", "error") == 2
 
 
+def test_a_404_shaped_like_a_route_counts_on_unmatched(registry: CollectorRegistry) -> None:
+    app = Flask("ids")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    c = Client(WSGIMiddleware(app, registry=registry))
+    for path in ["/items/1", "/items/deadbeefdeadbeef", "/items/2", "/items/0123456789abcdef"]:
+        c.get(path)
+    assert requests(registry, "GET /items/<int:item_id>") == 2
+    assert requests(registry, "<unmatched>") == 2
+
+
+def test_a_propagated_exception_stays_on_the_admitted_route(registry: CollectorRegistry) -> None:
+    """Flask re-raising (PROPAGATE_EXCEPTIONS) leaves no request behind: the guess stands."""
+    app = Flask("propagating")
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    fail = [False]
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> dict[str, int]:
+        if fail[0]:
+            raise RuntimeError("db down")
+        return {"id": item_id}
+
+    c = Client(WSGIMiddleware(app, registry=registry))
+    c.get("/items/1")
+    fail[0] = True
+    with pytest.raises(RuntimeError, match="db down"):
+        c.get("/items/2")
+    assert requests(registry, "GET /items/<int:item_id>", "error") == 1
+    assert requests(registry, "<unmatched>", "error") == 0
+
+
 def test_streaming_latency_runs_until_exhausted(
     state: State, clock: FakeClock, registry: CollectorRegistry
 ) -> None:

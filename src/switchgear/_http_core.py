@@ -84,6 +84,9 @@ def log_once(key: str, message: str, *args: object) -> None:
     logger.error(message, *args, exc_info=sys.exc_info()[0] is not None)
 
 
+_NOT_SEEN = object()
+
+
 class Route:
     """The components of one route key: its breaker and metrics, methods pre-bound."""
 
@@ -107,8 +110,9 @@ class Route:
         self.record: TimedSink = metrics._recorder_for(clock)
         self.reject: Callable[[str], None] = metrics._reject
         # The framework's route object last seen to yield ``template`` with no mount in
-        # between (ASGI): a later request that matched the same object has the same key.
-        self.matched: object = None
+        # between (ASGI), or Flask's rule (WSGI): a later request that matched the same
+        # object has the same key. Nothing, not even None (no route), until one was seen.
+        self.matched: object = _NOT_SEEN
 
     def __repr__(self) -> str:
         return f"<Route {self.key!r}>"
@@ -302,7 +306,9 @@ class HttpCore:
 
         ``admitted``/``breaker``/``token`` are what admission used (the learned route and its
         breaker, the global breaker, or nothing); ``template`` is what the framework matched
-        (None = could not tell). ``counted=False`` (client gone, cancelled) still returns the
+        (None = no route: ``<unmatched>``, even when admission guessed a route from the
+        path's shape — a 404 must not count on, or close the breaker of, the route it looked
+        like). ``counted=False`` (client gone, cancelled) still returns the
         breaker's permit but records no metrics.
         """
         try:
@@ -311,11 +317,13 @@ class HttpCore:
                 if breaker is not None:
                     breaker._finish(token, NEUTRAL, 0.0)
                 return
-            if admitted is not None and (template is None or template == admitted.template):
+            if admitted is not None and template == admitted.template:
                 route = admitted  # the common case: the path's route did not change
             else:
                 route = self.route_for(method, template)
-                self.cache.learn(method, path, route)
+                # A path no route matched is remembered as itself only: its shape must keep
+                # leading to the real route (/items/abcdef0123456789 a 404, /items/7 not).
+                self.cache.learn(method, path, route, shape=template is not None)
             if breaker is not None and route.breaker is breaker:
                 breaker._finish(token, outcome, duration)
             else:

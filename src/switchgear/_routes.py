@@ -219,7 +219,7 @@ class RouteCache(Generic[V]):
         # The usual shape, an id as the last segment, without splitting the path: a key
         # that is not a real shape (an id left earlier in the path) is never in _shapes.
         head = path.rstrip(_DIGITS)
-        if len(head) < len(path):
+        if len(head) < len(path) <= MAX_CACHED_PATH:
             tails = self._tails.get(method)
             if tails is not None:
                 value = tails.get(head)
@@ -230,11 +230,11 @@ class RouteCache(Generic[V]):
             return None
         return self._shapes.get((method, shape))
 
-    def learn(self, method: str, path: str, value: V) -> None:
-        """Remember that ``method path`` led to ``value``."""
+    def learn(self, method: str, path: str, value: V, *, shape: bool = True) -> None:
+        """Remember that ``method path`` led to ``value`` (and its shape too, unless not)."""
         if len(path) > MAX_CACHED_PATH:
             return
-        shape = path_shape(path)
+        blanked = path_shape(path) if shape else None
         with self._lock:
             exact = self._exact
             exact[(method, path)] = value
@@ -243,18 +243,18 @@ class RouteCache(Generic[V]):
                 exact.popitem(last=False)
             if len(exact) > self.capacity // 2:
                 self._tracking = True
-            if shape is None:
+            if blanked is None:
                 return
             shapes = self._shapes
-            skey = (method, shape)
+            skey = (method, blanked)
             if skey in shapes:
                 if shapes[skey] is not value:
                     shapes[skey] = None  # ambiguous from now on
-                    self._set_tail(method, shape, None)
+                    self._set_tail(method, blanked, None)
                 shapes.move_to_end(skey)
             else:
                 shapes[skey] = value
-                self._set_tail(method, shape, value)
+                self._set_tail(method, blanked, value)
                 if len(shapes) > self.capacity:
                     (old_method, old_shape), _ = shapes.popitem(last=False)
                     if old_shape.endswith("/{}"):
