@@ -1,6 +1,6 @@
 """Drive a circuit breaker through trip -> reject -> half-open -> close, printing each step.
 
-Run with ``scripts/demo`` (or ``python -m examples.breaker_demo --open-timeout 0.5``).
+Run with ``python -m examples.breaker_demo`` (``--open-timeout 0.5`` for a faster walk).
 """
 
 from __future__ import annotations

@@ -661,3 +661,136 @@ def test_bad_decoration() -> None:
         sg.protected("x", resource_arg="engine")(lambda: None)
     with pytest.raises(ValueError, match="name"):
         sg.protected("")(lambda: None)
+
+
+# -- review fixes: explicit breakers, own timeouts, generator fallbacks --------------------
+
+
+def test_a_different_breaker_for_a_shared_name_is_refused() -> None:
+    name = unique()
+
+    @sg.protected(name)
+    def first() -> int:
+        return 1
+
+    mine = sg.CircuitBreaker(name, failure_threshold=1)
+    with pytest.raises(ValueError, match="breaker: another CircuitBreaker named"):
+        sg.protected(name, breaker=mine)(lambda: 2)
+    shared = first.__switchgear__.breaker  # type: ignore[attr-defined]
+    again: Any = sg.protected(name, breaker=shared)(lambda: 3)  # the same object is fine
+    assert again.__switchgear__.breaker is shared
+    assert first() == 1
+
+
+def test_async_timeout_lets_the_callables_own_timeout_error_through() -> None:
+    name, breaker, metrics, _ = parts(ignore_on=TimeoutError, failure_threshold=1)
+    own = TimeoutError("the callable's own")
+
+    @sg.protected(name, breaker=breaker, metrics=metrics, timeout=5.0)
+    async def f() -> None:
+        raise own
+
+    with pytest.raises(TimeoutError) as info:
+        asyncio.run(f())
+    assert info.value is own
+    assert breaker.state is sg.BreakerState.CLOSED  # ignore_on applies to it as to any other
+
+    @sg.protected(name, breaker=breaker, metrics=metrics, timeout=0.01)
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.01s"):
+        asyncio.run(slow())
+    assert breaker.state is sg.BreakerState.OPEN  # ours is a failure, whatever ignore_on says
+
+
+def test_generator_fallback_answers_a_failure_before_the_first_item_only() -> None:
+    name, breaker, metrics, _ = parts(failure_threshold=10)
+
+    def fallback(exc: BaseException, n: int) -> list[str]:
+        return [f"fallback for {n}"]
+
+    @sg.protected(name, breaker=breaker, metrics=metrics, fallback=fallback)
+    def rows(n: int) -> Iterator[str]:
+        if n == 0:
+            raise ConnectionError("down before anything")
+        yield "first"
+        raise ConnectionError("down midway")
+
+    assert list(rows(0)) == ["fallback for 0"]
+    seen: list[str] = []
+
+    def consume() -> None:
+        seen.extend(rows(1))
+
+    with pytest.raises(ConnectionError, match="midway"):
+        consume()
+    assert seen == ["first"]  # half a result is not replaced by a fallback
+    assert metrics.stats().error_count == 2
+
+
+def test_async_generator_fallback_and_timeout() -> None:
+    name, breaker, metrics, _ = parts(failure_threshold=10)
+
+    async def fallback(exc: BaseException, n: int) -> list[str]:
+        return [f"fallback for {n}"]
+
+    @sg.protected(name, breaker=breaker, metrics=metrics, fallback=fallback, timeout=0.05)
+    async def rows(n: int) -> AsyncIterator[str]:
+        if n == 0:
+            raise ConnectionError("down before anything")
+        if n == 2:
+            await asyncio.sleep(0.1)  # longer than the timeout: counted as a failure
+        yield "first"
+        if n == 1:
+            raise ConnectionError("down midway")
+
+    async def collect(n: int) -> list[str]:
+        return [row async for row in rows(n)]
+
+    assert asyncio.run(collect(0)) == ["fallback for 0"]
+    with pytest.raises(ConnectionError, match="midway"):
+        asyncio.run(collect(1))
+    assert asyncio.run(collect(2)) == ["first"]
+    assert metrics.stats().error_count == 3
+    assert metrics.stats().request_count == 3
+
+
+def test_exception_filters_must_be_exception_types_or_predicates() -> None:
+    for option in ("failure_on", "ignore_on"):
+        for bad in (int, dict, object, str):
+            options: dict[str, Any] = {option: bad}
+            with pytest.raises(TypeError, match=option):
+                sg.CircuitBreaker(unique(), **options)
+
+
+def test_a_raising_predicate_counts_a_failure_and_settles_the_trial(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+
+    def broken(exc: BaseException) -> bool:
+        raise KeyError("predicate bug")
+
+    name, breaker, metrics, _ = parts(
+        clock, failure_on=broken, failure_threshold=1, success_threshold=1, open_timeout=1.0
+    )
+    calls = itertools.count()
+
+    @sg.protected(name, breaker=breaker, metrics=metrics)
+    def f() -> int:
+        if next(calls) < 2:
+            raise Boom("the caller's own")
+        return 1
+
+    with pytest.raises(Boom):
+        f()
+    assert breaker.state is sg.BreakerState.OPEN
+    clock.advance(1.0)
+    with pytest.raises(Boom):  # the HALF_OPEN trial fails: its permit is settled, not leaked
+        f()
+    assert breaker.state is sg.BreakerState.OPEN
+    clock.advance(1.0)
+    assert f() == 1
+    assert breaker.state is sg.BreakerState.CLOSED
+    assert sum("predicate raised" in r.getMessage() for r in caplog.records) == 1

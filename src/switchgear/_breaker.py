@@ -103,9 +103,31 @@ def _matcher(argname: str, spec: object) -> Callable[[BaseException], bool]:
         if not types:
             return lambda exc: False
         return lambda exc: isinstance(exc, types)
+    if isinstance(spec, type):
+        # A class is callable, but int(exc) or dict(exc) is no predicate.
+        raise TypeError(f"{argname} must be an exception type or a predicate, not {spec!r}")
     if callable(spec):
         predicate: Callable[[BaseException], bool] = spec
-        return lambda exc: bool(predicate(exc))
+        # A predicate that raises counts as a match for failure_on and as no match for
+        # ignore_on: the call is a failure, the caller's exception still propagates, and a
+        # trial permit is still settled.
+        fallback_answer = argname == "failure_on"
+        logged: list[bool] = []  # once per breaker option: a broken predicate raises often
+
+        def matches(exc: BaseException) -> bool:
+            try:
+                return bool(predicate(exc))
+            except Exception:
+                if not logged:
+                    logged.append(True)
+                    logger.exception(
+                        "switchgear: the %s predicate raised; treated as %s",
+                        argname,
+                        "a match" if fallback_answer else "no match",
+                    )
+                return fallback_answer
+
+        return matches
     raise TypeError(
         f"{argname} must be an exception type, a tuple of them, or a predicate, "
         f"not {type(spec).__name__}"

@@ -180,7 +180,14 @@ def _plan(
             raise ValueError("resource_arg needs a pool= to lease the resource from")
         if not isinstance(resource_arg, str) or not resource_arg.isidentifier():
             raise ValueError(f"resource_arg must be a keyword argument name, got {resource_arg!r}")
-    breaker = register_breaker(breaker) if breaker is not None else breaker_named(name)
+    if breaker is None:
+        breaker = breaker_named(name)
+    elif register_breaker(breaker) is not breaker:
+        # One name, one breaker: silently using the other one would ignore this one's options.
+        raise ValueError(
+            f"breaker: another CircuitBreaker named {name!r} is already shared by a live "
+            "@protected function; pass that same breaker to both, or give this one another name"
+        )
     if metrics is None:
         metrics = Metrics(name)
     metrics.attach(breaker)
@@ -376,6 +383,21 @@ def _sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
 # -- async ----------------------------------------------------------------------------------
 
 
+class _OwnTimeout(Exception):
+    """Carries the callable's own TimeoutError past ``wait_for``, whose timeout looks alike."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.exc = exc
+
+
+async def _tag_own_timeout(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except asyncio.TimeoutError as exc:
+        raise _OwnTimeout(exc) from None
+
+
 async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
@@ -440,12 +462,17 @@ def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
             if timeout is None:
                 result = await fn(*args, **kwargs)
             else:
+                own: BaseException | None = None
                 try:
-                    result = await asyncio.wait_for(fn(*args, **kwargs), timeout)
+                    result = await asyncio.wait_for(_tag_own_timeout(fn(*args, **kwargs)), timeout)
+                except _OwnTimeout as carrier:
+                    own = carrier.exc  # the callable's own: re-raised as is, classified as is
                 except asyncio.TimeoutError as exc:
                     # wait_for cancelled the call; to the breaker that is a failure.
                     outcome = FAILURE
                     raise TimeoutError(f"{plan.name!r} did not finish within {timeout:g}s") from exc
+                if own is not None:
+                    raise own
         except BaseException as exc:
             if plan.failed(token, resource, cold, exc, clock() - start, outcome):
                 kwargs = plan.fallback_kwargs(kwargs)
@@ -474,14 +501,31 @@ def _gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
                 raise
             return (yield from _as_iterable(fallback(exc, *args, **kwargs)))
         start = clock()
+        gen = fn(*args, **kwargs)
+        produced = False  # a fallback may answer a failure only before the first item
         try:
-            result = yield from fn(*args, **kwargs)
+            item = next(gen)
+            produced = True
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    gen.close()
+                    raise
+                except BaseException as thrown:
+                    item = gen.throw(thrown)
+                else:
+                    item = gen.send(sent)
+        except StopIteration as stop:
+            result = stop.value
         except GeneratorExit:
             # The consumer stopped early (break, close()): a normal end of the call.
             plan.succeeded(token, resource, cold, clock() - start)
             raise
         except BaseException as exc:
-            plan.failed(token, resource, cold, exc, clock() - start)
+            if plan.failed(token, resource, cold, exc, clock() - start) and not produced:
+                kwargs = plan.fallback_kwargs(kwargs)
+                return (yield from _as_iterable(fallback(exc, *args, **kwargs)))  # type: ignore[misc]
             raise
         duration = clock() - start
         plan.succeeded(token, resource, cold, duration, timeout is None or duration <= timeout)
@@ -497,6 +541,7 @@ def _as_iterable(value: Any) -> Any:
 def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
     clock = plan.breaker._clock
     fallback = plan.fallback
+    timeout = plan.timeout
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         try:
@@ -509,8 +554,10 @@ def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
             return
         start = clock()
         agen = fn(*args, **kwargs)
+        produced = False  # a fallback may answer a failure only before the first item
         try:
             item = await agen.__anext__()
+            produced = True
             while True:
                 try:
                     sent = yield item
@@ -522,13 +569,19 @@ def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
                 else:
                     item = await agen.asend(sent)
         except StopAsyncIteration:
-            plan.succeeded(token, resource, cold, clock() - start)
+            # Iteration cannot be interrupted here either: over its timeout is a failure.
+            duration = clock() - start
+            plan.succeeded(token, resource, cold, duration, timeout is None or duration <= timeout)
         except GeneratorExit:
             # The consumer stopped early (break, aclose()): a normal end of the call.
             plan.succeeded(token, resource, cold, clock() - start)
             raise
         except BaseException as exc:
-            plan.failed(token, resource, cold, exc, clock() - start)
+            if plan.failed(token, resource, cold, exc, clock() - start) and not produced:
+                kwargs = plan.fallback_kwargs(kwargs)
+                async for fallback_item in _as_async_iterable(fallback(exc, *args, **kwargs)):  # type: ignore[misc]
+                    yield fallback_item
+                return
             raise
 
     return wrapper
