@@ -202,3 +202,75 @@ def test_forked_worker_without_multiproc_dir_warns(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("PROMETHEUS_MULTIPROC_DIR is not set") == 1
+
+
+LATE = textwrap.dedent(
+    """
+    import os, sys
+    import prometheus_client  # imported first: its value storage is now in-process
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
+    import switchgear as sg
+    from switchgear._metrics import render_latest
+    m = sg.Metrics("late")
+    m.record_request(0.01, True)
+    m.record_request(0.02, False)
+    sys.stdout.write(render_latest()[0].decode())
+    print(len(os.listdir(sys.argv[1])))
+    """
+)
+
+
+def test_a_multiproc_dir_set_too_late_keeps_and_renders_metrics_in_process(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", LATE, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'switchgear_requests_total{name="late",outcome="success"} 1.0' in result.stdout
+    assert 'switchgear_requests_total{name="late",outcome="error"} 1.0' in result.stdout
+    assert result.stdout.rstrip().endswith("\n0")  # no files written that nothing would read
+    assert result.stderr.count("set after prometheus_client was imported") == 1
+
+
+DEGRADED = textwrap.dedent(
+    """
+    import time
+    import redis
+    import switchgear as sg
+    from switchgear import _metrics_mp
+    from switchgear.redis import RedisStorage
+
+    # Nothing listens on port 1: the store is unreachable, the breaker decides locally.
+    client = redis.Redis(port=1, socket_timeout=0.05, socket_connect_timeout=0.05)
+    breaker = sg.CircuitBreaker("shared", storage=RedisStorage(client, max_staleness=0.1))
+    metrics = sg.Metrics("shared")
+    metrics.attach(breaker)
+    deadline = time.monotonic() + 20
+    while not breaker.storage_degraded and time.monotonic() < deadline:
+        breaker.call(lambda: 1)
+        time.sleep(0.05)
+    assert breaker.storage_degraded
+    _metrics_mp.refresh_local()
+    """
+)
+
+
+def test_storage_degraded_is_exported_in_multiprocess_mode(tmp_path: Path) -> None:
+    pytest.importorskip("redis")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", DEGRADED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    body = run(RENDER, "text/plain", tmp_path)
+    assert 'switchgear_circuit_storage_degraded{name="shared"} 1.0' in body

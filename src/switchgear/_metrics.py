@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from . import _validate as v
 from ._metrics_series import LATENCY_BUCKETS, REJECTION_REASONS, Series, TimedSink
 from ._metrics_store import Store
-from ._prom import Collector, render_latest
+from ._prom import Collector, multiprocess_mode, render_latest
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -166,7 +166,7 @@ _in_use = False  # a Metrics exists (or existed) in this process
 
 
 def _store_for(registry: CollectorRegistry | None) -> Store:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_mode():
         from . import _metrics_mp
 
         return _metrics_mp.store()
@@ -185,7 +185,7 @@ def _store_for(registry: CollectorRegistry | None) -> Store:
 def _after_fork() -> None:
     global _lock, _warned_fork
     _lock = threading.Lock()
-    if _warned_fork or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _warned_fork or multiprocess_mode():
         return
     if _in_use:
         _warned_fork = True

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram
 
 from ._metrics_pool import SCALE_DIRECTIONS, PoolSeries
 from ._metrics_series import (
@@ -78,6 +78,8 @@ class MultiprocessMirror:
             registry=None,
         )
         self.state = _gauge("switchgear_circuit_state", ["name", "state"], "livemax")
+        # 1 when any live worker's shared breaker is cut off from its store.
+        self.degraded = _gauge("switchgear_circuit_storage_degraded", ["name"], "livemax")
         self.pool = {
             key: _gauge(f"switchgear_pool_{key}", ["pool"], "livesum") for key in _POOL_KEYS
         }
@@ -181,6 +183,9 @@ class MultiprocessMirror:
         view = series.breaker_view()
         if breaker is None or view is None:
             return
+        if getattr(breaker, "_storage", None) is not None:
+            # Only shared breakers have a storage that can be unreachable.
+            self.degraded.labels(name).set(1.0 if breaker.storage_degraded else 0.0)
         state, durations = view
         for s in BREAKER_STATES:
             self.state.labels(name, s).set(1.0 if s == state else 0.0)
@@ -213,12 +218,6 @@ def store() -> Store:
     global _store
     with _lock:
         if _store is None:
-            if values.ValueClass is values.MutexValue:
-                logger.warning(
-                    "switchgear: PROMETHEUS_MULTIPROC_DIR was set after prometheus_client "
-                    "was imported; metrics stay in this process. Set it before the server "
-                    "starts."
-                )
             _store = Store(MultiprocessMirror())
             _start_thread()
         return _store

@@ -8,11 +8,12 @@ Gauges (breaker state, pool sizes, memory, sliding-window figures) are computed 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from itertools import accumulate
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, values
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -27,6 +28,31 @@ from prometheus_client.utils import floatToGoString
 from ._metrics_pool import SCALE_DIRECTIONS
 from ._metrics_series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS
 from ._metrics_store import Store
+
+_late_dir_warned = False
+
+
+def multiprocess_mode() -> bool:
+    """True when metrics go to the files of ``PROMETHEUS_MULTIPROC_DIR``.
+
+    prometheus_client picks its value storage when it is imported: a directory set later is
+    not used by it, so switchgear then keeps its metrics in this process and renders them
+    from here too (recording to files that nothing reads, or reading files nothing wrote,
+    would lose every count).
+    """
+    global _late_dir_warned
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return False
+    if values.ValueClass is values.MutexValue:
+        if not _late_dir_warned:
+            _late_dir_warned = True
+            logging.getLogger("switchgear").warning(
+                "switchgear: PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was "
+                "imported; metrics stay in this process. Set it before the server starts."
+            )
+        return False
+    return True
+
 
 __all__ = ["HELP", "Collector", "bucket_labels", "render_latest"]
 
@@ -271,7 +297,7 @@ def render_latest(
     is rendered.
     """
     encoder, content_type = choose_encoder(accept or "")
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_mode():
         from ._metrics_mp import refresh_local
 
         refresh_local()  # this worker's gauges are current even if it was idle
