@@ -7,6 +7,7 @@ tests get their own server so they can kill and restart it. Waits poll with dead
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import subprocess
@@ -262,6 +263,45 @@ def test_half_open_permits_are_fleet_wide_and_success_closes_everywhere(
         wait_for(lambda: fleet[0].allow_request(), 2.0)
         fleet[0].record_result(True)
     wait_for(lambda: all(b.state is sg.BreakerState.CLOSED for b in fleet))
+
+
+def test_a_half_open_breaker_with_sparse_calls_still_closes(
+    storages: Callable[..., RedisStorage],
+) -> None:
+    """Calls further apart than a refresh: the permit a rejected call asked for must wait."""
+    options: dict[str, Any] = {"failure_threshold": 1, "success_threshold": 1, "open_timeout": 1.0}
+    breaker = shared("sparse", storages(), **options)
+    wait_for(lambda: breaker._linked)  # type: ignore[attr-defined]
+    fail(breaker)
+    wait_for(lambda: breaker.state is sg.BreakerState.HALF_OPEN, 2.0)
+    seen: list[str] = []
+    for _ in range(4):
+        try:
+            seen.append(breaker.call(ok))
+        except sg.CircuitOpenError as exc:
+            seen.append(exc.reason)
+        if breaker.state is sg.BreakerState.CLOSED:
+            break
+        time.sleep(3 * STALENESS / 2)  # three refresh periods between calls
+    assert seen[-1] == "ok", seen
+    assert breaker.state is sg.BreakerState.CLOSED
+
+
+def _is_open(breaker: sg.CircuitBreaker) -> bool:
+    return breaker.state is sg.BreakerState.OPEN
+
+
+def test_a_run_of_failures_batched_with_a_success_still_trips(
+    storages: Callable[..., RedisStorage],
+) -> None:
+    """Outcomes faster than a round trip reach the store in one exchange, order lost."""
+    runs: list[tuple[str, list[bool]]] = [("lead", []), ("peak", [True])]
+    for name, before in runs:
+        breaker: Any = shared(name, storages(), failure_threshold=3, open_timeout=30.0)
+        wait_for(functools.partial(getattr, breaker, "_linked"))
+        for success in [*before, False, False, False, True]:
+            breaker.record_result(success)  # microseconds apart: one batch for the worker
+        wait_for(functools.partial(_is_open, breaker))
 
 
 def test_healthy_closed_breaker_does_no_network_io_per_call(

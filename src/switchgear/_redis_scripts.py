@@ -138,9 +138,16 @@ if state == 'closed' and (counted_in == epoch or counted_in == -1) then
   local calls = tonumber(ARGV[15])
   local trip = false
   if reset == 1 or streak > 0 then
-    if reset == 1 then failures = streak else failures = failures + streak end
+    if reset == 1 then
+      -- A success came in between: the run before it (added to what the store had) and
+      -- any complete run after it may each have reached the threshold on their own.
+      trip = failures + tonumber(ARGV[21]) >= ft or tonumber(ARGV[22]) >= ft
+      failures = streak
+    else
+      failures = failures + streak
+    end
     changed = true
-    trip = failures >= ft
+    trip = trip or failures >= ft
   end
   if not trip and (frt or srt) and calls > 0 then
     local width = math.max(math.floor(window_ms / 60), 1)
@@ -170,7 +177,7 @@ if state == 'closed' and (counted_in == epoch or counted_in == -1) then
 end
 
 -- Results of trial calls; a permit not in the hash belongs to an earlier episode.
-for i = 21, #ARGV - 1, 2 do
+for i = 23, #ARGV - 1, 2 do
   if state == 'half_open' and redis.call('HDEL', P, ARGV[i]) == 1 then
     changed = true
     local outcome = tonumber(ARGV[i + 1])
@@ -245,6 +252,8 @@ def exchange_args(rules: Rules, outbox: Outbox, key_ttl: float) -> list[str | in
         outbox.command,
         outbox.acquire,
         outbox.reseed_from,
+        outbox.lead,
+        outbox.peak,
     ]
     for permit, outcome in outbox.trials:
         args.append(permit)

@@ -185,6 +185,11 @@ class SharedCircuitBreaker(CircuitBreaker):
         else:
             urgent = self._failures > 0  # only a known streak is worth a write now
             self._failures = 0
+            # Batched outcomes lose their order: keep what each run of failures reached.
+            if out.reset:
+                out.peak = max(out.peak, out.streak)
+            else:
+                out.lead = out.streak
             out.reset = True
             out.streak = 0
         window = self._window
@@ -225,7 +230,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._full = False
         out = self._out
         out.reset = False
-        out.streak = out.calls = out.failures = out.slow = 0
+        out.streak = out.lead = out.peak = out.calls = out.failures = out.slow = 0
 
     def _count_only(self, old: BreakerState, new: BreakerState) -> None:
         self._kinds.append(_COUNT_ONLY)
@@ -282,8 +287,10 @@ class SharedCircuitBreaker(CircuitBreaker):
         with self._lock:
             if self._reserved:
                 # A reserved permit nobody used goes back before it could look like a hung
-                # trial call (which reopens the breaker after open_timeout).
-                hold = min(self.open_timeout / 2, refresh)
+                # trial call (which reopens the breaker after open_timeout). Not sooner: a
+                # process whose calls come further apart than the hold would have each call
+                # rejected while its permit went back, and never close.
+                hold = self.open_timeout / 2
                 keep = []
                 for permit, since in self._reserved:
                     if now - since >= hold:

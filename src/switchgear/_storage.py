@@ -63,6 +63,8 @@ class Outbox:
     seed_age: float = 0.0  # seconds the seed state has lasted
     reset: bool = False  # a success happened: the consecutive-failure streak restarts
     streak: int = 0  # failures since the last success (or since the last exchange)
+    lead: int = 0  # with reset: the failures before the first success (they extend the store's)
+    peak: int = 0  # with reset: the longest run of failures between two successes
     calls: int = 0  # rate rules: calls, failures and slow calls since the last exchange
     failures: int = 0
     slow: int = 0
