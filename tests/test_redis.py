@@ -558,3 +558,37 @@ def test_asyncio_client_shares_state(server: RedisServer) -> None:
         asyncio.run(main())
     finally:
         sync_storage.close()
+
+
+def test_asyncio_client_keeps_sharing_in_the_next_event_loop(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio.run() twice (a CLI, a test suite): the worker restarts in the second loop."""
+    sync_storage = RedisStorage(server.client(), max_staleness=STALENESS, timeout=TIMEOUT)
+    peer = shared("loops", sync_storage)
+    client = redis.asyncio.Redis(host="127.0.0.1", port=server.port)
+    storage = RedisStorage(client, max_staleness=STALENESS, timeout=TIMEOUT)
+    breaker: Any = sg.CircuitBreaker("loops", storage=storage)
+
+    async def ok_async() -> str:
+        return "ok"
+
+    async def first() -> None:
+        assert await breaker.call_async(ok_async) == "ok"
+        await async_wait_for(lambda: bool(breaker._linked))
+
+    async def second() -> None:
+        assert await breaker.call_async(ok_async) == "ok"  # attaches again in this loop
+        peer.force_open()
+        await async_wait_for(lambda: breaker.state is sg.BreakerState.FORCED_OPEN)
+        assert not breaker.storage_degraded
+        await storage.aclose()
+        await client.aclose()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="switchgear"):
+            asyncio.run(first())
+            asyncio.run(second())
+        assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
+    finally:
+        sync_storage.close()

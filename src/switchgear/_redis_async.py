@@ -44,6 +44,11 @@ class AsyncRedisStorage(RedisStorage):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False  # not in a loop: breakers use local state until a call is made in one
+        if self._loop is not None and self._loop is not loop:
+            # A new loop (the last asyncio.run() returned): the client's connections belong
+            # to the closed one, so the pool starts afresh instead of failing once on them.
+            with contextlib.suppress(Exception):
+                self.client.connection_pool.reset()
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._event = asyncio.Event()
@@ -77,6 +82,16 @@ class AsyncRedisStorage(RedisStorage):
                 await task
 
     async def _run(self) -> None:
+        try:
+            await self._rounds()
+        finally:
+            if not self._closed:
+                # The loop is ending (asyncio.run() returned): the breakers attach again
+                # from the next running loop, which starts a worker there.
+                for peer in self._live_peers():
+                    peer._storage_stopped()
+
+    async def _rounds(self) -> None:
         event = self._event
         assert event is not None
         while not self._closed:

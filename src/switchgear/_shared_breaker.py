@@ -262,6 +262,10 @@ class SharedCircuitBreaker(CircuitBreaker):
                     self._linked = True
             self._attached = True
 
+    def _storage_stopped(self) -> None:
+        self._attach_at = 0.0
+        self._attached = False
+
     def _check_link(self) -> bool:
         """Whether the store decides (lock held); drops to local state if it went silent."""
         if self._linked and self._storage.stale(time.monotonic()):

@@ -113,6 +113,9 @@ class Peer(Protocol):
     def _storage_due(self) -> float:
         """When (``time.monotonic``) this breaker next needs an exchange."""
 
+    def _storage_stopped(self) -> None:
+        """The worker stopped with its event loop: attach again on the next call."""
+
 
 class Storage(abc.ABC):
     """Where breakers with ``storage=`` keep their state; drivers subclass this.
