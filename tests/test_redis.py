@@ -176,6 +176,8 @@ def test_bad_arguments_name_the_argument() -> None:
         RedisStorage(client, key_prefix=b"x:")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="key_prefix"):
         RedisStorage(client, key_prefix="a{b}:")
+    with pytest.raises(TypeError, match=r"^RedisStorage\(\) takes the client .* by keyword"):
+        RedisStorage(client, "x:")  # type: ignore[call-arg]
     for bad in (0, -1.0, float("nan"), float("inf"), 31):
         with pytest.raises(ValueError, match="timeout"):
             RedisStorage(client, timeout=bad)

@@ -64,6 +64,12 @@ class RedisStorage(Storage):
     key_prefix: str
 
     def __new__(cls: type[_S], client: object, *args: Any, **kwargs: Any) -> _S:
+        if args:
+            # Said here: the driver class the call ends up in would name itself instead.
+            raise TypeError(
+                "RedisStorage() takes the client as its only positional argument; pass "
+                "key_prefix, max_staleness, timeout and key_ttl by keyword"
+            )
         target: type[RedisStorage] = cls
         if cls is RedisStorage:
             if isinstance(client, redis.asyncio.Redis):
