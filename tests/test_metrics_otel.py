@@ -220,3 +220,18 @@ def test_a_real_pool_reports_every_acquisition_to_the_wait_histogram() -> None:
     assert wait.count == 3
     assert tuple(wait.bucket_counts)[:1] == (3,)
     pool.close()
+
+
+def test_a_provider_that_cannot_make_instruments_fails_cleanly() -> None:
+    """Named in the error, and nothing left behind: the name is free for a correct Metrics."""
+
+    class NoMeters:
+        def get_meter(self, name: str) -> None:
+            return None
+
+    registry = CollectorRegistry()
+    with pytest.raises(TypeError, match="meter_provider could not create"):
+        sg.Metrics("half-made", registry=registry, meter_provider=NoMeters(), buckets=[1, 2])
+    metrics = sg.Metrics("half-made", registry=registry)  # other buckets: no conflict
+    metrics.record_request(0.1, True)
+    assert metrics.stats().request_count == 1

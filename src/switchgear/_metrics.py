@@ -248,12 +248,22 @@ class Metrics:
         bounds = _bounds(buckets)
         span = v.seconds("window", window)
         v.clock(clock)
-        store = _store_for(registry)
-        self._bind(store, store.series_for(self.name, bounds, span, clock))
-
         from ._otel import bridge_for
 
-        bridge_for(meter_provider).add(self._series)
+        # Before anything is registered: a provider that cannot make the instruments must
+        # fail this constructor alone, not leave a half-made series behind.
+        try:
+            bridge = bridge_for(meter_provider)
+        except Exception as exc:
+            if meter_provider is None:
+                raise
+            raise TypeError(
+                "meter_provider could not create switchgear's instruments "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        store = _store_for(registry)
+        self._bind(store, store.series_for(self.name, bounds, span, clock))
+        bridge.add(self._series)
 
     def _bind(self, store: Store, series: Series) -> None:
         self._store = store
