@@ -56,10 +56,16 @@ RENDER = textwrap.dedent(
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def run(script: str, arg: str, directory: Path) -> str:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+def python(script: str, *args: str, multiproc_dir: Path | None) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter at the repository root; it must succeed.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` is ``multiproc_dir``, or unset when that is None.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    if multiproc_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
     result = subprocess.run(
-        [sys.executable, "-c", script, arg],
+        [sys.executable, "-c", script, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -67,7 +73,11 @@ def run(script: str, arg: str, directory: Path) -> str:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    return result
+
+
+def run(script: str, arg: str, directory: Path) -> str:
+    return python(script, arg, multiproc_dir=directory).stdout
 
 
 def parse(text: str) -> Samples:
@@ -191,16 +201,7 @@ FORKED = textwrap.dedent(
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_worker_without_multiproc_dir_warns(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    result = subprocess.run(
-        [sys.executable, "-c", FORKED],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = python(FORKED, multiproc_dir=None)
     assert result.stderr.count("PROMETHEUS_MULTIPROC_DIR is not set") == 1
 
 
@@ -223,14 +224,7 @@ LATE = textwrap.dedent(
 def test_a_multiproc_dir_set_too_late_keeps_and_renders_metrics_in_process(
     tmp_path: Path,
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", LATE, str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = python(LATE, str(tmp_path), multiproc_dir=None)  # the script sets it, late
     assert 'switchgear_requests_total{name="late",outcome="success"} 1.0' in result.stdout
     assert 'switchgear_requests_total{name="late",outcome="error"} 1.0' in result.stdout
     assert result.stdout.rstrip().endswith("\n0")  # no files written that nothing would read
@@ -262,15 +256,6 @@ DEGRADED = textwrap.dedent(
 
 def test_storage_degraded_is_exported_in_multiprocess_mode(tmp_path: Path) -> None:
     pytest.importorskip("redis")
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-c", DEGRADED],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    python(DEGRADED, multiproc_dir=tmp_path)
     body = run(RENDER, "text/plain", tmp_path)
     assert 'switchgear_circuit_storage_degraded{name="shared"} 1.0' in body
