@@ -34,7 +34,13 @@ from . import _validate as v
 from ._errors import CircuitOpenError
 from ._window import SlidingWindow
 
-__all__ = ["BreakerState", "CircuitBreaker", "ExceptionFilter", "counts_transitions"]
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "ExceptionFilter",
+    "counts_transitions",
+    "storage_degraded",
+]
 
 logger = logging.getLogger("switchgear")
 
@@ -65,6 +71,17 @@ def counts_transitions(listener: _L) -> _L:
     """Mark ``listener`` as counting transitions: told only of those this process made."""
     setattr(listener, COUNTS_TRANSITIONS, True)
     return listener
+
+
+def storage_degraded(breaker: object) -> bool | None:
+    """Whether a shared breaker is cut off from its store; None when it has no store.
+
+    Only breakers with ``storage=`` have a store that can be unreachable; exporters report
+    the flag for them alone (metrics, multiprocess files, the status document).
+    """
+    if getattr(breaker, "_storage", None) is None:
+        return None
+    return bool(getattr(breaker, "storage_degraded", False))
 
 
 class BreakerState(str, enum.Enum):

@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._breaker import storage_degraded
+
 __all__ = [
     "Response",
     "error_response",
@@ -118,8 +120,9 @@ def _breaker_status(breaker: object) -> dict[str, Any]:
     # None for metrics no breaker reports through.
     state = getattr(breaker, "state", breaker)
     out: dict[str, Any] = {"state": getattr(state, "value", state)}
-    if getattr(breaker, "_storage", None) is not None:
-        out["storage_degraded"] = bool(getattr(breaker, "storage_degraded", False))
+    degraded = storage_degraded(breaker)
+    if degraded is not None:
+        out["storage_degraded"] = degraded
     return out
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from ._breaker import storage_degraded
 from ._metrics_pool import SCALE_DIRECTIONS, PoolSeries
 from ._metrics_series import (
     AUTOMATIC_TRANSITIONS,
@@ -183,9 +184,9 @@ class MultiprocessMirror:
         view = series.breaker_view()
         if breaker is None or view is None:
             return
-        if getattr(breaker, "_storage", None) is not None:
-            # Only shared breakers have a storage that can be unreachable.
-            self.degraded.labels(name).set(1.0 if breaker.storage_degraded else 0.0)
+        degraded = storage_degraded(breaker)
+        if degraded is not None:
+            self.degraded.labels(name).set(1.0 if degraded else 0.0)
         state, durations = view
         for s in BREAKER_STATES:
             self.state.labels(name, s).set(1.0 if s == state else 0.0)

@@ -25,6 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from ._breaker import storage_degraded
 from ._metrics_pool import SCALE_DIRECTIONS
 from ._metrics_series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS
 from ._metrics_store import Store
@@ -239,10 +240,9 @@ class Collector:
             duration.append(Sample(_DURATION_SUM, n, snap.latency_sum))
             for (old, new), count in sorted(snap.transitions.items()):
                 c["transitions"].add_metric([name, old, new], count)
-            breaker = series.breaker() if view is not None else None
-            if breaker is not None and getattr(breaker, "_storage", None) is not None:
-                # Only shared breakers have a storage that can be unreachable.
-                flag = 1.0 if breaker.storage_degraded else 0.0
+            degraded = storage_degraded(series.breaker()) if view is not None else None
+            if degraded is not None:
+                flag = 1.0 if degraded else 0.0
                 degraded_samples.append(Sample("switchgear_circuit_storage_degraded", n, flag))
             if view is not None:
                 state, durations = view
