@@ -301,6 +301,8 @@ class HttpCore:
         duration: float,
         cold_start: bool,
         counted: bool,
+        *,
+        answered: bool = True,
     ) -> None:
         """Record one finished request exactly once; never raises.
 
@@ -308,9 +310,13 @@ class HttpCore:
         breaker, the global breaker, or nothing); ``template`` is what the framework matched
         (None = no route: ``<unmatched>``, even when admission guessed a route from the
         path's shape — a 404 must not count on, or close the breaker of, the route it looked
-        like). ``counted=False`` (client gone, cancelled) still returns the
-        breaker's permit but records no metrics.
+        like). ``answered=False``: the app raised before it started a response; then no
+        template means "cannot tell" and the admitted route stands (Flask propagating an
+        error leaves no request behind). ``counted=False`` (client gone, cancelled) still
+        returns the breaker's permit but records no metrics.
         """
+        if template is None and not answered and admitted is not None:
+            template = admitted.template
         try:
             if not counted and admitted is not None:
                 # Client gone / cancelled: give the breaker's permit back, record nothing.

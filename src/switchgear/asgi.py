@@ -204,12 +204,19 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             if not done:
                 done = True
                 template = asgi_template(scope, root)
-                if template is None and status == 0 and route is not None:
-                    # Raised before answering and left no route: the admitted one stands.
-                    template = route.template
                 duration = clock() - start
                 core.complete(
-                    route, breaker, token, method, path, template, outcome, duration, cold, counted
+                    route,
+                    breaker,
+                    token,
+                    method,
+                    path,
+                    template,
+                    outcome,
+                    duration,
+                    cold,
+                    counted,
+                    answered=status != 0,
                 )
             if pool is not None:
                 try:

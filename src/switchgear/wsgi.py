@@ -166,9 +166,6 @@ class _Exchange:
                     log_once("record", "switchgear: recording an HTTP request failed")
                 return
         template = wsgi_template(environ, self._request, self._script_name)
-        if template is None and self._status is None and route is not None:
-            # Raised before answering (Flask propagating an error): the admitted route stands.
-            template = route.template
         if route is not None and template == route.template and same_mount and rule is not None:
             route.matched = rule  # next time, one identity check replaces the template
         core.complete(
@@ -182,6 +179,7 @@ class _Exchange:
             duration,
             self._cold,
             counted,
+            answered=self._status is not None,
         )
 
     def fail(self, exc: BaseException) -> None:
