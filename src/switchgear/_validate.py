@@ -9,9 +9,18 @@ from typing import Any
 
 Seconds = float | int | timedelta
 
+# The longest time any option or measured duration may be: one year. Longer values are
+# typing mistakes, and they overflow what they reach later (thread waits, Redis's
+# millisecond TTLs, a Retry-After header).
+MAX_SECONDS = 365.0 * 24 * 3600
+# The largest count or size any option may be.
+MAX_INTEGER = 10**9
+# The longest name (breaker, metrics, pool): it becomes a label value on every series.
+MAX_NAME_LENGTH = 200
+
 
 def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as float seconds; accept int, float or timedelta.
+    """Return ``value`` as float seconds in [0, MAX_SECONDS]; accept int, float or timedelta.
 
     >>> seconds("open_timeout", timedelta(milliseconds=1500))
     1.5
@@ -30,6 +39,10 @@ def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     if result < 0 or (result == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound} seconds, got {result!r}")
+    if result > MAX_SECONDS:
+        raise ValueError(
+            f"{name} must be at most {MAX_SECONDS:.0f} seconds (a year), got {result!r}"
+        )
     return result
 
 
@@ -39,11 +52,13 @@ def optional_seconds(name: str, value: object, *, allow_zero: bool = False) -> f
 
 
 def integer(name: str, value: object, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int >= ``minimum`` (bools are refused)."""
+    """Return ``value`` if it is an int in [``minimum``, MAX_INTEGER] (bools are refused)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value > MAX_INTEGER:
+        raise ValueError(f"{name} must be <= {MAX_INTEGER}, got {value!r}")
     return value
 
 
@@ -75,16 +90,42 @@ def optional_callable(name: str, value: object) -> Callable[..., Any] | None:
 
 
 def name(argname: str, value: object) -> str:
-    """Return ``value`` if it is a non-empty string without surrounding whitespace."""
+    """Return ``value`` if it can be a label value on every exposition format.
+
+    A non-empty string of at most MAX_NAME_LENGTH characters, encodable as UTF-8 (no lone
+    surrogates), without control characters or surrounding whitespace.
+    """
     if not isinstance(value, str):
         raise TypeError(f"{argname} must be a str, not {type(value).__name__}")
     if not value or value.strip() != value:
         raise ValueError(
             f"{argname} must be a non-empty string without surrounding spaces, got {value!r}"
         )
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"{argname} must be at most {MAX_NAME_LENGTH} characters, got {len(value)}: "
+            f"{value[:40]!r}..."
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{argname} must be valid Unicode text (no lone surrogates), got {value!r}"
+        ) from None
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError(f"{argname} must not contain control characters, got {value!r}")
     return value
 
 
 def clock(value: object) -> Callable[[], float]:
-    """Return ``value`` if it is a callable clock."""
-    return callable_("clock", value)
+    """Return ``value`` if it is a callable returning finite seconds (it is called once)."""
+    fn = callable_("clock", value)
+    try:
+        now = fn()
+    except Exception as exc:
+        raise ValueError(f"clock raised {type(exc).__name__} when called") from exc
+    if not isinstance(now, (int, float)) or isinstance(now, bool):
+        raise TypeError(f"clock must return seconds as a float, not {type(now).__name__}")
+    if not math.isfinite(now):
+        raise ValueError(f"clock must return a finite number of seconds, got {now!r}")
+    return fn
