@@ -24,8 +24,10 @@ import inspect
 import itertools
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, TypeVar
@@ -82,6 +84,12 @@ def storage_degraded(breaker: object) -> bool | None:
     if getattr(breaker, "_storage", None) is None:
         return None
     return bool(getattr(breaker, "storage_degraded", False))
+
+
+def _not_callable(fn: object) -> TypeError:
+    # A programming error in the caller, not a failure of the dependency: refused before
+    # admission, so it never counts against the breaker or takes a trial permit.
+    return TypeError(f"fn must be callable, not {type(fn).__name__}")
 
 
 class BreakerState(str, enum.Enum):
@@ -247,6 +255,8 @@ class CircuitBreaker:
 
         self._lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
+        with _live_lock:
+            _live.add(self)
         self._events: deque[tuple[BreakerState, BreakerState]] = deque()
         self._permit_ids = itertools.count(-1, -1)
 
@@ -359,6 +369,8 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` through the breaker; raise CircuitOpenError if rejected."""
+        if not callable(fn):
+            raise _not_callable(fn)
         token = self._admit()
         clock = self._clock
         start = clock()
@@ -372,6 +384,8 @@ class CircuitBreaker:
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)`` through the breaker; cancellation is never a failure."""
+        if not callable(fn):
+            raise _not_callable(fn)
         token = self._admit()
         clock = self._clock
         start = clock()
@@ -400,6 +414,8 @@ class CircuitBreaker:
         In HALF_OPEN it returns the oldest trial permit. ``duration`` (seconds), when given,
         feeds the slow-call rule.
         """
+        if not isinstance(success, bool):
+            raise TypeError(f"success must be a bool, not {type(success).__name__}")
         outcome = SUCCESS if success else FAILURE
         elapsed = 0.0 if duration is None else v.seconds("duration", duration, allow_zero=True)
         self._prepare()
@@ -614,3 +630,46 @@ class CircuitBreaker:
                     listener,
                     self.name,
                 )
+
+
+# -- fork safety -------------------------------------------------------------------------------
+# A fork can happen while another thread holds a breaker's lock (gunicorn --preload with
+# threads, multiprocessing's fork start method); the child would wait on it forever. Before a
+# fork every breaker's state lock is taken, so the child inherits complete states, and the
+# child gets fresh locks. The state lock is held only for short bookkeeping, never across user
+# code, so taking it here cannot deadlock; the dispatch lock (held while listeners run, which
+# may themselves fork) is never taken, only replaced in the child.
+_live: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+_live_lock = threading.Lock()
+_held_for_fork: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    _live_lock.acquire()
+    for breaker in list(_live):
+        lock = breaker._lock
+        lock.acquire()
+        _held_for_fork.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _held_for_fork.pop().release()
+    _live_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _live_lock
+    _held_for_fork.clear()
+    _live_lock = threading.Lock()
+    for breaker in list(_live):
+        breaker._lock = threading.Lock()
+        breaker._dispatch_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

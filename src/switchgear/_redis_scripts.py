@@ -129,6 +129,15 @@ if cmd ~= '' then
   end
 end
 
+-- A trip the caller already made on its own evidence (its consecutive failures on top of
+-- the fleet streak it saw), proposed as a compare-and-set on the epoch that evidence belongs
+-- to (-1: before its first exchange, so the current one). If the fleet moved on meanwhile
+-- (another process tripped first), the proposal is void and the caller adopts the answer.
+if ARGV[23] ~= '' and state == 'closed' then
+  local trip_from = tonumber(ARGV[23])
+  if trip_from == epoch or trip_from == -1 then move('open', now, true) end
+end
+
 -- Counted outcomes of calls admitted while CLOSED in this same epoch (-1: before the
 -- caller's first exchange, so the current one).
 local counted_in = tonumber(ARGV[12])
@@ -177,7 +186,7 @@ if state == 'closed' and (counted_in == epoch or counted_in == -1) then
 end
 
 -- Results of trial calls; a permit not in the hash belongs to an earlier episode.
-for i = 23, #ARGV - 1, 2 do
+for i = 24, #ARGV - 1, 2 do
   if state == 'half_open' and redis.call('HDEL', P, ARGV[i]) == 1 then
     changed = true
     local outcome = tonumber(ARGV[i + 1])
@@ -254,6 +263,7 @@ def exchange_args(rules: Rules, outbox: Outbox, key_ttl: float) -> list[str | in
         outbox.reseed_from,
         outbox.lead,
         outbox.peak,
+        "" if outbox.trip_epoch is None else outbox.trip_epoch,
     ]
     for permit, outcome in outbox.trials:
         args.append(permit)

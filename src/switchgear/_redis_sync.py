@@ -4,19 +4,22 @@ One daemon thread per storage sleeps until a breaker has something to write (or 
 refresh is due), then sends every pending exchange in one pipeline: one round trip per
 round, however many breakers share the client. The thread restarts in a forked child
 (pre-fork servers), where the parent's thread does not exist.
+
+``flush()`` asks the thread for a round that sends everything pending and waits for it,
+bounded by its timeout; with no thread running (closed, or exiting) the round runs on the
+caller's thread instead.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from . import _validate as v
 from ._redis_scripts import EXCHANGE, EXCHANGE_SHA, exchange_args, keys_for, parse_reply
 from ._storage import Outbox, Peer, Reply
 from .redis import RedisStorage
@@ -24,8 +27,6 @@ from .redis import RedisStorage
 __all__ = ["SyncRedisStorage"]
 
 logger = logging.getLogger("switchgear")
-
-_live: weakref.WeakSet[SyncRedisStorage] = weakref.WeakSet()
 
 
 class SyncRedisStorage(RedisStorage):
@@ -36,18 +37,54 @@ class SyncRedisStorage(RedisStorage):
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._round_lock = threading.Lock()  # one round at a time: the worker's or a flush's
+        self._flushes = threading.Condition()
+        self._flush_asked = 0  # flush requests so far
+        self._flush_done = 0  # requests answered by a completed round
+        self._flush_ok = True  # whether that round reached the store
         self._closed = False
-        _live.add(self)
 
     def wake(self) -> None:
         self._event.set()
 
+    def flush(self, timeout: v.Seconds | None = None) -> bool:
+        limit = self.timeout if timeout is None else v.seconds("timeout", timeout, allow_zero=True)
+        with self._flushes:
+            self._flush_asked += 1
+            ticket = self._flush_asked
+        thread = self._thread
+        if thread is threading.current_thread():
+            # Called from a listener run by the worker itself: its next round sends it all.
+            self._event.set()
+            return False
+        if thread is None or not thread.is_alive():
+            # No worker to ask: send from here (bounded by the client's socket timeout).
+            if not self._round_lock.acquire(timeout=limit):
+                return False
+            try:
+                return self._round(force=True)
+            finally:
+                self._round_lock.release()
+        self._event.set()
+        with self._flushes:
+            answered = self._flushes.wait_for(lambda: self._flush_done >= ticket, limit)
+            return answered and self._flush_ok
+
     def close(self) -> None:
+        if not self._closed:
+            self.flush()
         self._closed = True
         self._event.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.timeout + 1.0)
+
+    def _exit(self, timeout: float) -> None:
+        if not self._closed:
+            self.flush(timeout)
+        # Not joined: a worker stuck on a dead connection must not hold up the exit.
+        self._closed = True
+        self._event.set()
 
     def _start(self) -> bool:
         if self._closed:
@@ -63,26 +100,48 @@ class SyncRedisStorage(RedisStorage):
                 self._thread.start()
         return True
 
-    def _after_fork(self) -> None:
+    def _forked(self) -> None:
+        super()._forked()
         self._thread = None
         self._start_lock = threading.Lock()
+        self._round_lock = threading.Lock()
+        self._flushes = threading.Condition()
+        self._flush_asked = self._flush_done = 0
         self._event = threading.Event()
         if self._live_peers() and not self._closed:
             self._start()
 
     def _run(self) -> None:
         event = self._event
-        while not self._closed:
-            work = self._plan(time.monotonic())
-            if work:
-                try:
-                    replies = self._exchange(work)
-                except Exception as exc:  # any failure means "decide locally", never a crash
-                    self._failed(work, exc)
-                else:
-                    self._delivered(work, replies)
-            event.wait(self._next_wait(time.monotonic()))
+        while True:
+            # Cleared before looking for work, so a wake() during the round is not lost.
             event.clear()
+            with self._flushes:
+                asked = self._flush_asked
+            flushing = asked > self._flush_done
+            with self._round_lock:
+                ok = self._round(force=flushing)
+            if flushing:
+                with self._flushes:
+                    self._flush_done = asked
+                    self._flush_ok = ok
+                    self._flushes.notify_all()
+            if self._closed:
+                return
+            event.wait(self._next_wait(time.monotonic()))
+
+    def _round(self, force: bool) -> bool:
+        """One round of exchanges; False if the store did not answer."""
+        work = self._plan(time.monotonic(), force)
+        if not work:
+            return True
+        try:
+            replies = self._exchange(work)
+        except Exception as exc:  # any failure means "decide locally", never a crash
+            self._failed(work, exc)
+            return False
+        self._delivered(work, replies)
+        return True
 
     def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
         for attempt in (1, 2):
@@ -103,12 +162,3 @@ class SyncRedisStorage(RedisStorage):
                     raise r
             return [parse_reply(r) for r in raw]
         raise AssertionError("unreachable")
-
-
-def _restart_after_fork() -> None:
-    for storage in list(_live):
-        storage._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_restart_after_fork)

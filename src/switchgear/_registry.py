@@ -6,6 +6,7 @@ short-lived code do not accumulate breakers forever.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 
@@ -40,3 +41,13 @@ def breakers() -> dict[str, CircuitBreaker]:
     """A snapshot of the live shared breakers by name."""
     with _lock:
         return dict(_breakers.items())
+
+
+def _after_fork_in_child() -> None:
+    # A fork taken while another thread held the lock must not leave the child waiting on it.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

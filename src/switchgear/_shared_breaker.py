@@ -7,9 +7,15 @@ How the local state machine and the store divide the work (why, not what):
 
 * The store decides. While *linked* (the store answered within ``max_staleness + timeout``),
   this breaker's state is the last state the store reported: it counts outcomes into an
-  :class:`~switchgear._storage.Outbox`, never trips, closes or times out on its own, and the
+  :class:`~switchgear._storage.Outbox`, never closes or times out on its own, and the
   storage's worker applies the store's answer. Admission in CLOSED and a success after a
   success still take no lock and do no I/O.
+* One exception, so that sharing never protects less than a breaker alone: when this
+  process's own consecutive failures, on top of the fleet streak it last saw, reach
+  ``failure_threshold``, it trips here at once and proposes the trip to the store as a
+  compare-and-set on the epoch it saw. Listeners hear of the trip at once; the counters only
+  when the store reports that this proposal made the fleet transition, so two processes
+  tripping together count one trip. The loser adopts the winner's episode.
 * Each answer says which transitions *that* exchange performed. This breaker applies those
   as its own (all listeners, metrics count them); any other difference to the store's state
   is *adopted*: listeners are told, but listeners that count transitions
@@ -53,6 +59,12 @@ _EVERYONE = 0  # made by this process: every listener
 _ADOPTED = 1  # made elsewhere: listeners, but not the ones counting transitions
 _COUNT_ONLY = 2  # made by this process's exchange while the local view differed: counters only
 
+# A local trip's proposal to the store.
+_NO_TRIP = 0
+_TRIP_PENDING = 1  # waiting for the next exchange
+_TRIP_SENT = 2  # in the exchange in flight
+_TRIP_COUNTED = 3  # in flight, but the link was lost and the trip was counted locally
+
 _FORCED_OPEN = BreakerState.FORCED_OPEN
 
 
@@ -92,6 +104,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._full = False  # the store has no permit left in this half-open episode
         self._rejected = False  # calls were rejected while OPEN: someone wants to probe
         self._reseed = ""  # a seed of ours went stale in flight: replace it (see _adopt)
+        self._trip = _NO_TRIP
+        self._trip_epoch = -1  # the store epoch a local trip's evidence belongs to
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -143,8 +157,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             return token, None
         if not self._full:
             self._want = min(self._want + 1, self.half_open_max_calls)
-            self._dirty = True
-            self._storage.wake()
+            self._push()
         retry = min(1.0, self._storage.timeout)
         return None, CircuitOpenError(self.name, retry, "half_open_full")
 
@@ -164,9 +177,12 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def _manual(self, command: str) -> None:
         # Applied here at once by the caller; fleet-wide through the store's next round.
+        if self._trip == _TRIP_PENDING:
+            # Superseded before it was proposed; the local trip is this process's alone.
+            self._trip = _NO_TRIP
+            self._count_only(_CLOSED, _OPEN)
         self._out.command = command
-        self._dirty = True
-        self._storage.wake()
+        self._push()
 
     # -- counting (lock held, no I/O) -------------------------------------------------------
 
@@ -180,6 +196,9 @@ class SharedCircuitBreaker(CircuitBreaker):
         out = self._out
         if failed:
             self._failures += 1
+            if self._failures >= self.failure_threshold:
+                self._trip_locally(now)
+                return
             out.streak += 1
             urgent = True
         else:
@@ -201,8 +220,22 @@ class SharedCircuitBreaker(CircuitBreaker):
             out.failures += failed
             out.slow += slow
         if urgent:
-            self._dirty = True
-            self._storage.wake()
+            self._push()
+        else:
+            self._storage.hold(self)  # batched, but still owed to the store
+
+    def _push(self) -> None:
+        """The outbox has something the store must learn now (lock held)."""
+        self._dirty = True
+        self._storage.hold(self)
+        self._storage.wake()
+
+    def _trip_locally(self, now: float) -> None:
+        """Trip on this process's evidence now; the store hears of it in the next exchange."""
+        self._trip = _TRIP_PENDING
+        self._trip_epoch = self._remote_epoch
+        self._adopt_state(_OPEN, now)  # counted once the store says this process made it
+        self._push()
 
     def _count_trial_permit(self, permit: int | None, outcome: int, now: float) -> None:
         if not self._linked:
@@ -211,8 +244,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             self._out.trials.append((permit, outcome))
             if outcome == SUCCESS:
                 self._trial_successes += 1
-            self._dirty = True
-            self._storage.wake()
+            self._push()
         # Linked, but admitted while degraded: the store never granted it; nothing to count.
 
     def _advance(self, now: float) -> None:
@@ -275,6 +307,11 @@ class SharedCircuitBreaker(CircuitBreaker):
     def _go_local(self, now: float) -> None:
         self._linked = False
         self._lost = True
+        if self._trip != _NO_TRIP:
+            # The store may never hear of the local trip: from now on it is a local decision,
+            # counted here. An answer still in flight must not count it again.
+            self._count_only(_CLOSED, _OPEN)
+            self._trip = _TRIP_COUNTED if self._trip == _TRIP_SENT else _NO_TRIP
         self._out = Outbox(command=self._out.command)
         self._reserved.clear()
         self._want = 0
@@ -287,7 +324,32 @@ class SharedCircuitBreaker(CircuitBreaker):
     def _storage_due(self) -> float:
         return 0.0 if self._dirty else self._due
 
-    def _storage_outbox(self, now: float, refresh: float) -> Outbox | None:
+    def _storage_pending(self) -> bool:
+        return self._dirty or self._trip == _TRIP_PENDING or self._out.pending()
+
+    def _storage_unsent(self, outbox: Outbox) -> None:
+        with self._lock:
+            outbox.trip_epoch = None  # a pending trip is proposed again from ``_trip``
+            self._out = outbox.then(self._out)
+            if self._trip == _TRIP_SENT:
+                self._trip = _TRIP_PENDING
+            if outbox.reseed_from and not self._reseed:
+                self._reseed = outbox.reseed_from
+            self._push()
+
+    def _storage_forked(self) -> None:
+        """In a forked child: what is pending belongs to the parent, which still sends it."""
+        with self._lock:
+            self._out = Outbox()
+            self._dirty = False
+            self._reserved.clear()
+            self._permit_of.clear()
+            self._trials.clear()
+            self._want = 0
+            self._trip = _NO_TRIP
+            self._due = 0.0
+
+    def _storage_outbox(self, now: float, refresh: float, force: bool = False) -> Outbox | None:
         with self._lock:
             if self._reserved:
                 # A reserved permit nobody used goes back before it could look like a hung
@@ -303,15 +365,21 @@ class SharedCircuitBreaker(CircuitBreaker):
                     else:
                         keep.append((permit, since))
                 self._reserved = keep
-            if not self._dirty and now < self._due:
+            if not self._dirty and now < self._due and not (force and self._out.pending()):
                 return None
             out = self._out
             self._out = Outbox()
             self._dirty = False
             out.epoch = self._remote_epoch
             out.reseed_from, self._reseed = self._reseed, ""
-            out.seed_state = self._state.value
-            out.seed_age = max(self._clock() - self._entered_at, 0.0)
+            if self._trip == _TRIP_PENDING:
+                self._trip = _TRIP_SENT
+                out.trip_epoch = self._trip_epoch
+                # A store with no state yet starts CLOSED, so the proposal is its first trip.
+                out.seed_state, out.seed_age = _CLOSED.value, 0.0
+            else:
+                out.seed_state = self._state.value
+                out.seed_age = max(self._clock() - self._entered_at, 0.0)
             if self._linked and self._state is _HALF_OPEN:
                 out.acquire = self._want
             self._want = 0
@@ -324,8 +392,8 @@ class SharedCircuitBreaker(CircuitBreaker):
             self._linked = True
             self._lost = False
             was = self._state
-            self._adopt(outbox, reply, local_now)
             self._remote_epoch = reply.epoch
+            self._adopt(outbox, reply, local_now)
             due = now + refresh
             if reply.state == "open":
                 # Ask again right when the store will move it to HALF_OPEN.
@@ -346,26 +414,39 @@ class SharedCircuitBreaker(CircuitBreaker):
     def _adopt(self, outbox: Outbox, reply: Reply, now: float) -> None:
         """Bring the local state to the store's (lock held)."""
         moves = [(BreakerState(a), BreakerState(b)) for a, b in reply.moves]
-        if self._out.command:
-            # A manual command is on its way; its state stands until the store has it.
+        answers_trip = outbox.trip_epoch is not None
+        counted_locally = answers_trip and self._trip == _TRIP_COUNTED
+        if answers_trip:
+            self._trip = _NO_TRIP
+        if self._out.command or self._trip == _TRIP_PENDING:
+            # A manual command or a local trip is on its way; the local state stands until
+            # the store has it.
             for old, new in moves:
                 self._count_only(old, new)
             return
         before = BreakerState(reply.before)
         final = BreakerState(reply.state)
-        if reply.seeded and not moves and self._state is not final:
+        if answers_trip:
+            # The answer to this process's trip proposal. Its listeners already know of the
+            # trip; what the exchange did in the store is counted here (closed -> open if the
+            # proposal made the fleet trip), and the store's state is adopted below.
+            for i, (old, new) in enumerate(moves):
+                if not (counted_locally and i == 0 and new is _OPEN):
+                    self._count_only(old, new)
+        elif reply.seeded and not moves and self._state is not final:
             # Our own seed, already out of date (the local machine moved on while the
             # request was in flight): keep the local state and replace the seed.
             self._reseed = reply.state
             self._dirty = True
             return
-        if moves and self._state is not before and not outbox.command:
-            self._adopt_state(before, now)
-        for old, new in moves:
-            if self._state is old:
-                self._transition(new, now)
-            else:
-                self._count_only(old, new)
+        else:
+            if moves and self._state is not before and not outbox.command:
+                self._adopt_state(before, now)
+            for old, new in moves:
+                if self._state is old:
+                    self._transition(new, now)
+                else:
+                    self._count_only(old, new)
         if self._state is not final:
             self._adopt_state(final, max(now - reply.age, self._entered_at))
         if final is _OPEN:
@@ -373,6 +454,9 @@ class SharedCircuitBreaker(CircuitBreaker):
         elif final is _CLOSED:
             pending = self._out
             self._failures = pending.streak if pending.reset else reply.failures + pending.streak
+            if self._failures >= self.failure_threshold:
+                # The fleet's streak plus failures seen here since reach the threshold.
+                self._trip_locally(now)
         elif final is _HALF_OPEN:
             self._trial_successes = reply.successes
 

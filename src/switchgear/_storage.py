@@ -22,13 +22,17 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import abc
+import atexit
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from . import _validate as v
 
 __all__ = ["Outbox", "Peer", "Reply", "Rules", "Storage"]
 
@@ -72,9 +76,43 @@ class Outbox:
     acquire: int = 0  # trial permits wanted
     command: str = ""  # "", "reset", "forced_open" or "disabled"
     reseed_from: str = ""  # replace a seed this breaker wrote that is now out of date
+    # A trip made locally, proposed to the store: the epoch its evidence belongs to.
+    trip_epoch: int | None = None
 
     def has_counts(self) -> bool:
         return self.reset or self.streak > 0 or self.calls > 0
+
+    def pending(self) -> bool:
+        """Whether the store has anything to learn from this outbox."""
+        return bool(self.has_counts() or self.trials or self.command or self.trip_epoch is not None)
+
+    def then(self, later: Outbox) -> Outbox:
+        """One outbox saying what this one and then ``later`` say (an unsent one, resent).
+
+        The failure runs keep their meaning: the run before the first success extends the
+        store's streak, and the longest complete run between successes is kept.
+        """
+        merged = Outbox(
+            epoch=self.epoch,
+            calls=self.calls + later.calls,
+            failures=self.failures + later.failures,
+            slow=self.slow + later.slow,
+            trials=[*self.trials, *later.trials],
+            acquire=max(self.acquire, later.acquire),
+            command=later.command or self.command,
+            reseed_from=self.reseed_from or later.reseed_from,
+        )
+        if not later.reset:
+            merged.reset, merged.lead, merged.peak = self.reset, self.lead, self.peak
+            merged.streak = self.streak + later.streak
+        else:
+            merged.reset, merged.streak = True, later.streak
+            if self.reset:
+                merged.lead = self.lead
+                merged.peak = max(self.peak, later.peak, self.streak + later.lead)
+            else:
+                merged.lead, merged.peak = self.streak + later.lead, later.peak
+        return merged
 
 
 @dataclass(frozen=True)
@@ -101,8 +139,11 @@ class Peer(Protocol):
     @property
     def rules(self) -> Rules: ...
 
-    def _storage_outbox(self, now: float, refresh: float) -> Outbox | None:
-        """The writes to send now, or None if nothing is pending and no refresh is due."""
+    def _storage_outbox(self, now: float, refresh: float, force: bool = False) -> Outbox | None:
+        """The writes to send now, or None if nothing is pending and no refresh is due.
+
+        ``force``: anything pending goes now, batched successes included (a flush).
+        """
 
     def _storage_reply(self, outbox: Outbox, reply: Reply, now: float, refresh: float) -> None:
         """Adopt the shared state of ``reply`` (the answer to ``outbox``)."""
@@ -115,6 +156,15 @@ class Peer(Protocol):
 
     def _storage_stopped(self) -> None:
         """The worker stopped with its event loop: attach again on the next call."""
+
+    def _storage_forked(self) -> None:
+        """In a forked child: drop what is pending (the parent sends it)."""
+
+    def _storage_pending(self) -> bool:
+        """Whether the store still has something to learn from this breaker."""
+
+    def _storage_unsent(self, outbox: Outbox) -> None:
+        """``outbox`` was taken for an exchange that never ran: send it with the next one."""
 
 
 class Storage(abc.ABC):
@@ -137,6 +187,10 @@ class Storage(abc.ABC):
         self._degraded = False
         self._degraded_lock = threading.Lock()  # so each outage is logged exactly once
         self._last_ok = time.monotonic()
+        # Breakers with writes not yet sent, held strongly: a breaker dropped by its code
+        # right after failing (the end of a request, an invocation, a job) still has them sent.
+        self._held: set[Peer] = set()
+        _live.add(self)
 
     # -- used by breakers -----------------------------------------------------------------
 
@@ -153,6 +207,14 @@ class Storage(abc.ABC):
         if running:
             self.wake()
         return running
+
+    def hold(self, peer: Peer) -> None:
+        """Keep ``peer`` (and this storage) alive until its pending writes are sent.
+
+        Safe under a breaker's lock: two set insertions, no lock of its own.
+        """
+        self._held.add(peer)
+        _busy.add(self)
 
     @abc.abstractmethod
     def wake(self) -> None:
@@ -178,7 +240,31 @@ class Storage(abc.ABC):
                 f"open_timeout ({rules.open_timeout!r} s), or an open breaker's state could expire"
             )
 
+    @abc.abstractmethod
+    def flush(self, timeout: v.Seconds | None = None) -> bool:
+        """Write everything pending to the store now; wait at most ``timeout`` seconds.
+
+        True when every pending write reached the store.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush (bounded by ``timeout``), then stop the worker."""
+
     # -- used by drivers ------------------------------------------------------------------
+
+    def _forked(self) -> None:
+        """In a forked child: fresh locks, and the breakers drop the parent's pending writes."""
+        self._peers_lock = threading.Lock()
+        self._degraded_lock = threading.Lock()
+        for peer in self._live_peers():
+            peer._storage_forked()
+        self._held = set()
+        _busy.discard(self)
+
+    def _exit(self, timeout: float) -> None:
+        """At interpreter exit: flush within ``timeout``; never wait longer."""
+        self.flush(timeout)
 
     @abc.abstractmethod
     def _start(self) -> bool:
@@ -192,14 +278,22 @@ class Storage(abc.ABC):
                 peers.append(peer)
         return peers
 
-    def _plan(self, now: float) -> list[tuple[Peer, Outbox]]:
+    def _plan(self, now: float, force: bool = False) -> list[tuple[Peer, Outbox]]:
         """The exchanges of one round: every breaker with pending writes or a due refresh."""
         refresh = self.max_staleness / 2
         work = []
+        held, self._held = self._held, set()
         for peer in self._live_peers():
-            outbox = peer._storage_outbox(now, refresh)
+            outbox = peer._storage_outbox(now, refresh, force)
             if outbox is not None:
                 work.append((peer, outbox))
+            if peer._storage_pending():
+                self._held.add(peer)
+        del held  # what was held is now in ``work`` or held again
+        if not self._held:
+            _busy.discard(self)
+            if self._held:  # a breaker was held again meanwhile
+                _busy.add(self)
         return work
 
     def _delivered(self, work: Sequence[tuple[Peer, Outbox]], replies: Sequence[Reply]) -> None:
@@ -213,6 +307,11 @@ class Storage(abc.ABC):
         refresh = self.max_staleness / 2
         for (peer, outbox), reply in zip(work, replies, strict=True):
             peer._storage_reply(outbox, reply, now, refresh)
+
+    def _unsent(self, work: Sequence[tuple[Peer, Outbox]]) -> None:
+        """The round was abandoned before its exchange (its event loop is ending)."""
+        for peer, outbox in work:
+            peer._storage_unsent(outbox)
 
     def _failed(self, work: Sequence[tuple[Peer, Outbox]], error: BaseException) -> None:
         self._set_degraded(f"{type(error).__name__}: {error}")
@@ -240,3 +339,33 @@ class Storage(abc.ABC):
         for peer in self._live_peers():
             wait = min(wait, peer._storage_due() - now)
         return max(wait, 0.001)
+
+
+# Every storage of this process, for the exit flush and the fork handler.
+_live: weakref.WeakSet[Storage] = weakref.WeakSet()
+# Storages holding breakers with unsent writes, kept alive until those are sent.
+_busy: set[Storage] = set()
+
+
+def _flush_at_exit() -> None:
+    # Bounded as a whole by the longest storage timeout: exit is never held up for longer,
+    # whatever the stores do.
+    storages = list(_live)
+    if not storages:
+        return
+    deadline = time.monotonic() + max(storage.timeout for storage in storages)
+    for storage in storages:
+        try:
+            storage._exit(max(deadline - time.monotonic(), 0.0))
+        except Exception:
+            logger.exception("switchgear: flushing %s at exit failed", storage)
+
+
+def _forked_child() -> None:
+    for storage in list(_live):
+        storage._forked()
+
+
+atexit.register(_flush_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)

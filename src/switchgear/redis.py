@@ -14,6 +14,7 @@ See ``docs/redis.md`` for the key layout, the staleness bound and degraded mode.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, TypeVar
 
@@ -138,20 +139,35 @@ class RedisStorage(Storage):
         where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         return f"RedisStorage({where}, key_prefix={self.key_prefix!r})"
 
-    # The driver chosen in __new__ (thread or asyncio task) provides these two.
+    # The driver chosen in __new__ (thread or asyncio task) provides these.
     def wake(self) -> None:
         raise NotImplementedError
 
     def _start(self) -> bool:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Stop the background worker; breakers keep working on local state.
+    def flush(self, timeout: v.Seconds | None = None) -> bool:
+        """Write every pending outcome, trip and command to Redis now.
 
-        The client is not closed: it is the caller's.
+        Waits at most ``timeout`` seconds (default: the storage's ``timeout``) and returns
+        True when Redis has them all, False when it did not answer in time (they are then
+        decided locally, as in degraded mode). Call it at the end of a serverless invocation
+        or a short-lived job; it also runs on :meth:`close` and at interpreter exit. With an
+        asyncio client, call ``await storage.aflush()`` from its event loop instead.
+        """
+        raise NotImplementedError
+
+    async def aflush(self, timeout: v.Seconds | None = None) -> bool:
+        """Like :meth:`flush`, without blocking the running event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def close(self) -> None:
+        """Flush what is pending (bounded by ``timeout``), then stop the background worker.
+
+        Breakers keep working on local state. The client is not closed: it is the caller's.
         """
         raise NotImplementedError
 
     async def aclose(self) -> None:
         """Like :meth:`close`, awaiting the worker task of an asyncio client."""
-        self.close()
+        await asyncio.to_thread(self.close)

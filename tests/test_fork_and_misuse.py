@@ -1,0 +1,104 @@
+"""Programming errors are not dependency failures, and a fork never inherits a held lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import switchgear as sg
+from switchgear.testing import FakeClock
+
+
+def test_a_non_callable_is_a_type_error_before_admission() -> None:
+    breaker = sg.CircuitBreaker("misuse", failure_threshold=2)
+    for _ in range(5):
+        with pytest.raises(TypeError, match="fn must be callable, not NoneType"):
+            breaker.call(None)  # type: ignore[arg-type]
+    assert breaker.state is sg.BreakerState.CLOSED
+    assert breaker.call(lambda: "still fine") == "still fine"
+
+
+def test_a_non_callable_is_a_type_error_before_admission_async() -> None:
+    breaker = sg.CircuitBreaker("misuse-async", failure_threshold=1)
+    with pytest.raises(TypeError, match="fn must be callable"):
+        asyncio.run(breaker.call_async("not a function"))  # type: ignore[arg-type]
+    assert breaker.state is sg.BreakerState.CLOSED
+
+
+def test_a_half_open_trial_permit_is_not_spent_on_a_non_callable() -> None:
+    clock = FakeClock()
+    breaker = sg.CircuitBreaker(
+        "permit", failure_threshold=1, success_threshold=1, open_timeout=1.0, clock=clock
+    )
+    with pytest.raises(RuntimeError):
+        breaker.call(_boom)
+    clock.advance(1.0)
+    with pytest.raises(TypeError):
+        breaker.call(42)  # type: ignore[arg-type]
+    assert breaker.call(lambda: "probe") == "probe"  # the one permit was still there
+    assert breaker.state is sg.BreakerState.CLOSED
+
+
+@pytest.mark.parametrize("value", ["no", 0, 1, None, "False"])
+def test_record_result_takes_a_bool_only(value: object) -> None:
+    breaker = sg.CircuitBreaker("record")
+    with pytest.raises(TypeError, match="success must be a bool"):
+        breaker.record_result(value)  # type: ignore[arg-type]
+
+
+def _boom() -> None:
+    raise RuntimeError("boom")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_children_forked_while_threads_hammer_a_breaker_never_hang() -> None:
+    """20 forks while 4 threads keep a breaker's lock busy: every child runs to the end."""
+    breaker = sg.CircuitBreaker("forked", failure_threshold=3, open_timeout=0.001)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                breaker.call(_boom)  # failures and trips: the lock is taken on every call
+            except (RuntimeError, sg.CircuitOpenError):
+                pass
+            _ = breaker.state
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    outcomes = []
+    try:
+        for _ in range(20):
+            time.sleep(0.005)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                signal.alarm(10)  # watchdog: a deadlocked child dies of SIGALRM
+                code = 0
+                try:
+                    breaker.reset()
+                    for _ in range(3):
+                        try:
+                            breaker.call(_boom)
+                        except RuntimeError:
+                            pass
+                    if breaker.state is not sg.BreakerState.OPEN:
+                        code = 3
+                except BaseException:
+                    code = 2
+                os._exit(code)
+            outcomes.append(pid)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    codes = []
+    for pid in outcomes:
+        _, status = os.waitpid(pid, 0)
+        codes.append(os.waitstatus_to_exitcode(status))
+    assert codes == [0] * 20, codes
