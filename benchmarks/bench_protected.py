@@ -5,6 +5,10 @@ them alike; each figure is the median over rounds of ns per call. "Added" is the
 median minus the bare call's median. The threads table runs the same number of rounds with
 three times the calls per round.
 
+The "shared breaker" row runs the same decorator over a breaker whose state lives in a
+``redis-server`` started for the run (skipped, with a note, when none is installed): in
+CLOSED its calls must cost what a local breaker's do.
+
 Run:  .venv/bin/python -m benchmarks.bench_protected [--rounds 15] [--calls 200000]
       (peers come from the ``benchmark`` extra: pip install -e '.[benchmark]')
 """
@@ -13,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import circuitbreaker
@@ -44,7 +52,47 @@ def sync_loop(fn: Callable[[int], int]) -> Variant:
     return run
 
 
-def make_variants() -> dict[str, Variant]:
+@contextlib.contextmanager
+def redis_storage() -> Iterator[Any]:
+    """A RedisStorage on a throwaway redis-server, or None when redis is not installed."""
+    binary = shutil.which("redis-server")
+    try:
+        import redis
+
+        from switchgear.redis import RedisStorage
+    except ImportError:
+        binary = None
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        storage = RedisStorage(client)
+        yield storage
+        storage.close()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def make_variants(storage: Any = None) -> dict[str, Variant]:
     registry = CollectorRegistry()
 
     # pybreaker + prometheus_client, the way teams glue them today (pre-bound children).
@@ -79,13 +127,24 @@ def make_variants() -> dict[str, Variant]:
         pool=pool,
     )(work)
 
-    return {
+    variants = {
         "bare call": sync_loop(work),
         "pybreaker + prometheus_client": sync_loop(pybreaker_prom),
         "circuitbreaker": sync_loop(cb_work),
         "@protected (breaker + metrics)": sync_loop(protected),
         "@protected + pool": sync_loop(protected_pool),
     }
+    if storage is not None:
+        shared_breaker = sg.CircuitBreaker("bench-shared", storage=storage)
+        assert shared_breaker.state is sg.BreakerState.CLOSED  # attaches it to Redis now
+        variants["@protected (shared breaker, Redis)"] = sync_loop(
+            sg.protected(
+                "bench-shared",
+                breaker=shared_breaker,
+                metrics=sg.Metrics("bench-shared", registry=registry),
+            )(work)
+        )
+    return variants
 
 
 def make_async_variants() -> dict[str, Variant]:
@@ -155,14 +214,20 @@ def threads_variant(fn: Callable[[int], int], threads: int) -> Variant:
     return run
 
 
+# Each variant's fastest and slowest round (ns per call), printed beside its median.
+SPREAD: dict[str, tuple[float, float]] = {}
+
+
 def measure(variants: dict[str, Variant], rounds: int, calls: int) -> dict[str, float]:
-    """Median ns per call of each variant over alternating rounds."""
+    """Median ns per call of each variant over alternating rounds (spread kept in SPREAD)."""
     results: dict[str, list[float]] = {name: [] for name in variants}
     for run in variants.values():
         run(calls // 10)  # warm up
     for _ in range(rounds):
         for name, run in variants.items():
             results[name].append(run(calls) / calls * 1e9)
+    for name, values in results.items():
+        SPREAD[name] = (min(values), max(values))
     return {name: statistics.median(values) for name, values in results.items()}
 
 
@@ -173,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # One interleaved measurement for sync and async, so both see the same machine.
-    sync_variants = make_variants()
-    both = measure({**sync_variants, **make_async_variants()}, args.rounds, args.calls)
+    with redis_storage() as storage:
+        sync_variants = make_variants(storage)
+        both = measure({**sync_variants, **make_async_variants()}, args.rounds, args.calls)
+    if storage is None:
+        print("note: redis-server (or redis-py) not installed: no shared-breaker row\n")
     sync = {name: ns for name, ns in both.items() if name in sync_variants}
     asyn = {name: ns for name, ns in both.items() if name not in sync_variants}
 
@@ -209,15 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     peer_added = sync["pybreaker + prometheus_client"] - bare
     print(f"# switchgear benchmark — Python {platform.python_version()} on {platform.machine()}")
     print(f"rounds={args.rounds} calls/round={args.calls}; medians, ns per call\n")
-    print("| variant | ns/call | added vs bare | added / pybreaker+prom added |")
-    print("|---|---:|---:|---:|")
+
+    print("| variant | ns/call | rounds min–max | added vs bare | added / pybreaker+prom added |")
+    print("|---|---:|---:|---:|---:|")
     for name, ns in sync.items():
         added = ns - bare
         ratio = added / peer_added if name != "bare call" else 0.0
-        print(f"| {name} | {ns:.0f} | {added:.0f} | {ratio:.2f} |")
+        lo, hi = SPREAD[name]
+        print(f"| {name} | {ns:.0f} | {lo:.0f}–{hi:.0f} | {added:.0f} | {ratio:.2f} |")
     abare = asyn["async bare call"]
     for name, ns in asyn.items():
-        print(f"| {name} | {ns:.0f} | {ns - abare:.0f} | |")
+        lo, hi = SPREAD[name]
+        print(f"| {name} | {ns:.0f} | {lo:.0f}–{hi:.0f} | {ns - abare:.0f} | |")
     print("\n| threads | calls/s | ratio 8 threads / 1 thread |")
     print("|---|---:|---:|")
     for lib in ("bare call", "@protected", "pybreaker"):

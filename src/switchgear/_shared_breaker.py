@@ -135,9 +135,13 @@ class SharedCircuitBreaker(CircuitBreaker):
     # -- calls -----------------------------------------------------------------------------
 
     def _admit(self) -> int | None:
-        if self._attached:
-            return super()._admit()
-        self._attach()
+        # The base class's lock-free CLOSED check, written out: a super() call here would
+        # cost a shared breaker's every call more than the check itself.
+        gen = self._closed_gen
+        if gen is not None and self._attached:
+            return gen
+        if not self._attached:
+            self._attach()
         return self._admit_locked()
 
     # The base class's admission and settlement, with the store's say (hooks, lock held).
