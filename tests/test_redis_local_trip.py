@@ -74,8 +74,8 @@ def run_script(body: str, port: int, timeout: float = 30.0) -> subprocess.Comple
             for _ in range(times):
                 try:
                     breaker.call(boom)
-                except RuntimeError:
-                    pass
+                except (RuntimeError, sg.CircuitOpenError):
+                    pass  # rejected once this process knows the fleet streak reached it
     """
     code = textwrap.dedent(prelude) + textwrap.dedent(body)
     proc = subprocess.run(
