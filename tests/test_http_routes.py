@@ -323,8 +323,12 @@ def test_json_response_is_valid_json_with_nan() -> None:
     assert error_response(401, "unauthorized")[2] == b'{"error":"unauthorized"}'
 
 
-def test_status_document_shape() -> None:
+def test_status_document_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import dataclass
+
+    from switchgear import _metrics_errors
+
+    monkeypatch.setattr(_metrics_errors, "_counts", {})  # none in this process so far
 
     @dataclass
     class S:
@@ -344,6 +348,7 @@ def test_status_document_shape() -> None:
         },
         "pools": {"engines": {"request_count": 2, "avg": 0.0}},
         "memory": {"used": 10, "limit": 0},
+        "metrics_errors": {},
     }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._breaker import storage_degraded
+from ._metrics_errors import counts as metrics_errors
 
 __all__ = [
     "Response",
@@ -147,4 +148,6 @@ def status_document(
         },
         "pools": {name: as_dict(stats) for name, stats in pools.items()},
         "memory": {"used": memory[0], "limit": memory[1]},
+        # Failures of metrics backends so far (never raised to callers), by backend.
+        "metrics_errors": metrics_errors(),
     }

@@ -22,7 +22,6 @@ Gauge aggregation across workers (``multiprocess_mode``):
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from ._breaker import storage_degraded
+from ._metrics_errors import contained, report
 from ._metrics_pool import SCALE_DIRECTIONS, PoolSeries
 from ._metrics_series import (
     AUTOMATIC_TRANSITIONS,
@@ -45,7 +45,6 @@ from ._prom import HELP
 
 __all__ = ["MultiprocessMirror", "refresh_local", "store"]
 
-logger = logging.getLogger("switchgear")
 
 _POOL_KEYS = ("size", "in_use", "available", "waiting", "min_size", "max_size")
 
@@ -93,10 +92,10 @@ class MultiprocessMirror:
         self.latency_avg = _gauge("switchgear_window_latency_avg_seconds", ["name"], "livemax")
         # Time-in-state is a counter here: remember what was already added per breaker.
         self._time_seen: dict[tuple[str, str], tuple[int, float]] = {}
-        self._failed = False
 
     # -- events ------------------------------------------------------------------------------
 
+    @contained("multiprocess")
     def series_added(self, series: Series) -> None:
         name = series.name
         histogram = Histogram(
@@ -113,6 +112,7 @@ class MultiprocessMirror:
             self.rejections.labels(name, reason)  # exported as 0 from the start
         observe = histogram.observe
 
+        @contained("multiprocess")
         def sink(duration: float, ok: bool, cold_start: bool) -> None:
             observe(duration)
             (success if ok else error).inc()
@@ -121,25 +121,31 @@ class MultiprocessMirror:
 
         series.add_sink(sink)
 
+    @contained("multiprocess")
     def rejected(self, series: Series, reason: str) -> None:
         self.rejections.labels(series.name, reason).inc()
 
+    @contained("multiprocess")
     def transition(self, series: Series, old: str, new: str) -> None:
         self.transitions.labels(series.name, old, new).inc()
         for state in BREAKER_STATES:
             self.state.labels(series.name, state).set(1.0 if state == new else 0.0)
 
+    @contained("multiprocess")
     def breaker_attached(self, series: Series) -> None:
         for old, new in AUTOMATIC_TRANSITIONS:
             self.transitions.labels(series.name, old, new)  # exported as 0 from now on
 
+    @contained("multiprocess")
     def pool_added(self, pool: PoolSeries) -> None:
         for direction in SCALE_DIRECTIONS:
             self.scale_events.labels(pool.name, direction)
 
+    @contained("multiprocess")
     def pool_waited(self, pool: PoolSeries, wait: float) -> None:
         self.pool_wait.labels(pool.name).observe(wait)
 
+    @contained("multiprocess")
     def pool_scaled(self, pool: PoolSeries, direction: str, count: int) -> None:
         self.scale_events.labels(pool.name, direction).inc(count)
         self._pool_gauges(pool)
@@ -169,10 +175,8 @@ class MultiprocessMirror:
                     if self.memory_limit is None:
                         self.memory_limit = _gauge("switchgear_memory_limit_bytes", [], "livemax")
                     self.memory_limit.set(limit)
-        except Exception:
-            if not self._failed:  # once: a broken breaker or pool must not flood the log
-                self._failed = True
-                logger.exception("switchgear: refreshing multiprocess gauges failed")
+        except Exception as error:  # a broken breaker or pool, or the directory is gone
+            report("multiprocess", error)
 
     def _series_gauges(self, series: Series) -> None:
         name = series.name
@@ -219,9 +223,23 @@ def store() -> Store:
     global _store
     with _lock:
         if _store is None:
+            _check_directory()
             _store = Store(MultiprocessMirror())
             _start_thread()
         return _store
+
+
+def _check_directory() -> None:
+    """Refuse a multiprocess directory that cannot hold the files, naming the variable.
+
+    Said once, where the first ``Metrics`` is made, rather than as a failure of every call.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and not (os.path.isdir(path) and os.access(path, os.W_OK)):
+        raise ValueError(
+            f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a writable directory; create it "
+            "(empty) before the workers start, or unset the variable"
+        )
 
 
 def refresh_local() -> None:

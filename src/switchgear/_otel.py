@@ -30,6 +30,7 @@ from opentelemetry.metrics import (
     Observation,
 )
 
+from ._metrics_errors import contained
 from ._metrics_pool import SCALE_DIRECTIONS, PoolGauges, PoolSeries
 from ._metrics_series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series
 from ._metrics_store import Store
@@ -153,6 +154,7 @@ class Bridge:
         record = self.duration.record
         attributes = {"name": series.name}
 
+        @contained("opentelemetry")
         def sink(duration: float, success: bool, cold_start: bool) -> None:
             record(duration, attributes)
 
@@ -163,7 +165,12 @@ class Bridge:
             return
         record = self.pool_wait.record
         attributes = {"pool": pool.name}
-        pool.add_sink(lambda wait: record(wait, attributes))
+
+        @contained("opentelemetry")
+        def sink(wait: float) -> None:
+            record(wait, attributes)
+
+        pool.add_sink(sink)
 
     # -- observable callbacks ----------------------------------------------------------------
 
