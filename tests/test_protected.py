@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import subprocess
 import sys
 import textwrap
 import threading
@@ -794,3 +795,87 @@ def test_a_raising_predicate_counts_a_failure_and_settles_the_trial(
     assert f() == 1
     assert breaker.state is sg.BreakerState.CLOSED
     assert sum("predicate raised" in r.getMessage() for r in caplog.records) == 1
+
+
+# -- refused at once, never later ---------------------------------------------------------------
+
+
+def test_instrument_typo_in_an_imported_module_is_refused_at_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mod = unique("typo_now").replace("-", "_")
+    _write_module(tmp_path, mod)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__(mod)
+    with pytest.raises(ValueError, match=r"has no 'Client\.gte'"):
+        sg.instrument(f"{mod}:Client.gte")
+    with pytest.raises(ValueError, match="not callable"):
+        sg.instrument(f"{mod}:__name__")
+
+
+def test_instrument_typo_in_a_module_imported_later_never_breaks_its_import(
+    tmp_path: Path,
+) -> None:
+    """In a fresh interpreter: the module imports and works, unpatched; the typo is logged."""
+    mod = unique("typo_later").replace("-", "_")
+    _write_module(tmp_path, mod)
+    script = textwrap.dedent(
+        f"""
+        import logging, sys
+        logging.basicConfig(level=logging.ERROR)
+        sys.path.insert(0, {str(tmp_path)!r})
+        import switchgear as sg
+
+        sg.instrument("{mod}:Client.gte")  # typo: Client.get
+        sg.instrument("{mod}:ping")
+        import {mod}
+        assert {mod}.Client().get("a") == "value of a"
+        assert not hasattr({mod}.Client.get, "__switchgear__")  # left unpatched
+        assert {mod}.ping() == "pong" and hasattr({mod}.ping, "__switchgear__")
+        print("imported")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "imported"
+    assert f"instrument('{mod}:Client.gte') could not be applied" in proc.stderr
+
+
+@pytest.mark.parametrize("bad", ["", " padded ", "a\udc80b"])
+def test_instrument_and_protected_refuse_a_bad_name_at_once(bad: str) -> None:
+    with pytest.raises(ValueError, match="name"):
+        sg.instrument("json:dumps", name=bad)
+    with pytest.raises(ValueError, match="name"):
+        sg.protected(bad)
+
+
+def test_resource_arg_of_the_wrong_type_is_a_type_error() -> None:
+    pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name=unique("ra"), min_size=0, max_size=1)
+    with pytest.raises(TypeError, match="resource_arg"):
+        sg.protected("ra", pool=pool, resource_arg=5)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="resource_arg"):
+        sg.protected("ra", pool=pool, resource_arg="not an identifier")
+    with pytest.raises(ValueError, match="resource_arg"):
+        sg.protected("ra", resource_arg="engine")  # no pool to lease from
+    pool.close()
+
+
+def test_a_failed_decoration_leaves_nothing_registered() -> None:
+    name = unique("all-or-nothing")
+    # Metrics of this name with other buckets: a Metrics made by the decoration is refused.
+    odd = sg.Metrics(name, buckets=(0.5, 1.0))
+    first = sg.CircuitBreaker(name, failure_threshold=2)
+    with pytest.raises(ValueError, match="buckets"):
+        sg.protected(name, breaker=first)(lambda: None)
+    # The corrected decoration, with another breaker for the same name, is accepted.
+    second = sg.CircuitBreaker(name, failure_threshold=7)
+
+    def ok() -> str:
+        return "ok"
+
+    fn = sg.protected(name, breaker=second, metrics=odd)(ok)
+    assert fn() == "ok"
+    assert fn.__switchgear__.breaker is second  # type: ignore[attr-defined]
+    assert first is not second

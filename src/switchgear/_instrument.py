@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from types import ModuleType
 from typing import Any
 
 import wrapt
 
+from . import _validate as v
 from ._protected import protected
 
 __all__ = ["instrument"]
+
+logger = logging.getLogger("switchgear")
 
 _lock = threading.Lock()
 _applied: set[str] = set()
@@ -33,12 +38,31 @@ def _parse(target: object) -> tuple[str, str]:
     return module, attribute
 
 
+def _resolve(target: str, module: ModuleType, attribute: str) -> tuple[Any, str, Any]:
+    """``(parent, attribute name, raw value)`` of ``attribute`` in ``module``, or ValueError."""
+    try:
+        parent, attr, original = wrapt.resolve_path(module, attribute)
+    except AttributeError:
+        raise ValueError(
+            f"target {target!r}: module {module.__name__!r} has no {attribute!r}"
+        ) from None
+    # The raw class attribute, so classmethod/staticmethod keep their kind.
+    raw = vars(parent).get(attr, original) if isinstance(parent, type) else original
+    bound = getattr(parent, attr, None)  # a classmethod object is callable only once bound
+    if not callable(bound):
+        raise ValueError(f"target {target!r} is not callable (it is a {type(bound).__name__})")
+    return parent, attr, raw
+
+
 def instrument(target: str, /, **options: Any) -> None:
     """Apply :func:`protected` to ``"package.module:Qualified.name"`` in place.
 
-    If the module is already imported the patch is applied now; otherwise when the module is
-    first imported. Options are those of :func:`protected`; ``name=`` defaults to the
-    target's qualified name. Instrumenting the same target twice is a no-op.
+    If the module is already imported the patch is applied now, and a target that does not
+    exist there raises ``ValueError`` at once. Otherwise it is applied when the module is
+    first imported; a target missing then is logged (``switchgear`` logger) and the module is
+    left unpatched, so a typo never breaks the import of an unrelated module. Options are
+    those of :func:`protected`; ``name=`` defaults to the target's qualified name.
+    Instrumenting the same target twice is a no-op.
 
     Example::
 
@@ -47,18 +71,33 @@ def instrument(target: str, /, **options: Any) -> None:
     """
     module_name, attribute = _parse(target)
     name = options.pop("name", None)
+    if name is not None:
+        v.name("name", name)
     # Build (and so validate) the decorator now, so a bad option fails at the call site.
-    decorator = protected(name or f"{module_name}.{attribute}", **options)
+    decorator = protected(name if name is not None else f"{module_name}.{attribute}", **options)
 
-    def apply(module: ModuleType) -> None:
+    def patch(module: ModuleType) -> None:
         with _lock:
             if target in _applied:
                 return
-            parent, attr, original = wrapt.resolve_path(module, attribute)
-            # Take the raw class attribute, so classmethod/staticmethod keep their kind.
-            raw = vars(parent).get(attr, original) if isinstance(parent, type) else original
+            parent, attr, raw = _resolve(target, module, attribute)
             wrapt.apply_patch(parent, attr, decorator(raw))
             _applied.add(target)
 
-    # Runs ``apply`` now if the module is imported, else right after its first import.
-    wrapt.register_post_import_hook(apply, module_name)
+    module = sys.modules.get(module_name)
+    if module is not None:
+        patch(module)  # errors are the caller's, here and now
+        return
+
+    def on_import(module: ModuleType) -> None:
+        try:
+            patch(module)
+        except Exception:
+            # Raising here would fail the import of the module, far from this call.
+            logger.exception(
+                "switchgear: instrument(%r) could not be applied; %s is left unpatched",
+                target,
+                module_name,
+            )
+
+    wrapt.register_post_import_hook(on_import, module_name)

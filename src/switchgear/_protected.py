@@ -21,7 +21,7 @@ from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._metrics import Metrics
 from ._pool import DynamicPool
-from ._registry import breaker_named, register_breaker
+from ._registry import breaker_named, register_breaker, unregister_breaker
 
 __all__ = ["protected"]
 
@@ -175,25 +175,38 @@ def _plan(
         )
     v.optional_callable("fallback", fallback)
     timeout_s = v.optional_seconds("timeout", timeout)
-    if resource_arg is not None:
-        if pool is None:
-            raise ValueError("resource_arg needs a pool= to lease the resource from")
-        if not isinstance(resource_arg, str) or not resource_arg.isidentifier():
-            raise ValueError(f"resource_arg must be a keyword argument name, got {resource_arg!r}")
+    _check_resource_arg(resource_arg, pool)
+    # Everything is valid: now the shared components. If one of them still refuses (metrics
+    # of this name with other buckets, say), nothing this decoration registered stays.
     if breaker is None:
-        breaker = breaker_named(name)
-    elif register_breaker(breaker) is not breaker:
-        # One name, one breaker: silently using the other one would ignore this one's options.
-        raise ValueError(
-            f"breaker: another CircuitBreaker named {name!r} is already shared by a live "
-            "@protected function; pass that same breaker to both, or give this one another name"
-        )
-    if metrics is None:
-        metrics = Metrics(name)
-    metrics.attach(breaker)
-    if pool is not None:
-        metrics.attach(pool)
+        breaker, registered = breaker_named(name)
+    else:
+        # One name, one breaker: silently using another would ignore this one's options.
+        registered = register_breaker(breaker)
+    try:
+        if metrics is None:
+            metrics = Metrics(name)
+        metrics.attach(breaker)
+        if pool is not None:
+            metrics.attach(pool)
+    except BaseException:
+        if registered:
+            unregister_breaker(breaker)
+        raise
     return _Plan(name, breaker, metrics, pool, fallback, timeout_s, resource_arg)
+
+
+def _check_resource_arg(resource_arg: object, pool: object) -> None:
+    if resource_arg is None:
+        return
+    if not isinstance(resource_arg, str):
+        raise TypeError(
+            f"resource_arg must be a keyword argument name (str), not {type(resource_arg).__name__}"
+        )
+    if not resource_arg.isidentifier():
+        raise ValueError(f"resource_arg must be a keyword argument name, got {resource_arg!r}")
+    if pool is None:
+        raise ValueError("resource_arg needs a pool= to lease the resource from")
 
 
 @overload
@@ -260,10 +273,13 @@ def protected(
             return _wrap(fn, name, **options)  # type: ignore[arg-type,no-any-return]
 
         # Validate what can be validated before the function is seen.
+        if name is not None:
+            v.name("name", name)
         if timeout is not None:
             v.seconds("timeout", timeout)
         if fallback is not None:
             v.callable_("fallback", fallback)
+        _check_resource_arg(resource_arg, pool)
         return decorate
     return _wrap(target, None, **options)  # type: ignore[arg-type]
 

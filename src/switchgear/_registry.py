@@ -12,29 +12,50 @@ import weakref
 
 from ._breaker import CircuitBreaker
 
-__all__ = ["breaker_named", "breakers", "register_breaker"]
+__all__ = ["breaker_named", "breakers", "register_breaker", "unregister_breaker"]
 
 _lock = threading.Lock()
 _breakers: weakref.WeakValueDictionary[str, CircuitBreaker] = weakref.WeakValueDictionary()
 
 
-def breaker_named(name: str) -> CircuitBreaker:
-    """The live breaker called ``name``, created with the seed's defaults if there is none."""
-    with _lock:
-        breaker = _breakers.get(name)
-        if breaker is None:
-            breaker = CircuitBreaker(name)
-            _breakers[name] = breaker
-        return breaker
+def breaker_named(name: str) -> tuple[CircuitBreaker, bool]:
+    """The live breaker called ``name`` (made with the defaults if there is none).
 
-
-def register_breaker(breaker: CircuitBreaker) -> CircuitBreaker:
-    """Make ``breaker`` the shared one for its name, unless a live one is already there.
-
-    Returns the breaker now registered under that name.
+    Also says whether it was made (and registered) by this call.
     """
     with _lock:
-        return _breakers.setdefault(breaker.name, breaker)
+        breaker = _breakers.get(name)
+        if breaker is not None:
+            return breaker, False
+        breaker = CircuitBreaker(name)
+        _breakers[name] = breaker
+        return breaker, True
+
+
+def register_breaker(breaker: CircuitBreaker) -> bool:
+    """Make ``breaker`` the shared one for its name; True if this call registered it.
+
+    Raises ValueError if another live breaker already has that name: one name, one breaker.
+    """
+    with _lock:
+        current = _breakers.get(breaker.name)
+        if current is None:
+            _breakers[breaker.name] = breaker
+            return True
+    if current is not breaker:
+        raise ValueError(
+            f"breaker: another CircuitBreaker named {breaker.name!r} is already shared by a "
+            "live @protected function; pass that same breaker to both, or give this one "
+            "another name"
+        )
+    return False
+
+
+def unregister_breaker(breaker: CircuitBreaker) -> None:
+    """Undo a registration (a decoration that failed after registering must leave none)."""
+    with _lock:
+        if _breakers.get(breaker.name) is breaker:
+            del _breakers[breaker.name]
 
 
 def breakers() -> dict[str, CircuitBreaker]:
