@@ -50,6 +50,7 @@ from ._pool_waiters import ERROR as _ERROR
 from ._pool_waiters import GONE as _GONE
 from ._pool_waiters import PENDING as _PENDING
 from ._pool_waiters import RESOURCE as _RESOURCE
+from ._pool_waiters import Creation as _Creation
 from ._pool_waiters import TaskWaiter as _TaskWaiter
 from ._pool_waiters import ThreadWaiter as _ThreadWaiter
 from ._pool_waiters import Waiter as _Waiter
@@ -123,6 +124,11 @@ def _autoscale(ref: weakref.ref[DynamicPool[Any]], stop: threading.Event, interv
 
 
 _live_pools: weakref.WeakSet[DynamicPool[Any]] = weakref.WeakSet()
+
+
+def _wake_loop(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_ring_future, future)
 
 
 def _after_fork_in_child() -> None:
@@ -206,6 +212,9 @@ class DynamicPool(Generic[T]):
         max_waiting: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # Plain slots are made at once; a real factory may take long or hang, so a caller
+        # with a timeout waits for it on another thread (see _create_within).
+        self._instant = factory is None
         if factory is None:
             numbers = itertools.count(1)
 
@@ -258,6 +267,7 @@ class DynamicPool(Generic[T]):
         self._busy_area = 0.0
         self._total_area = 0.0
         self._busy_shift = 0.0  # hot-path changes of busy since _t_last, see _integrate
+        self._late_failure_logged = False
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._need_thread = True
@@ -361,7 +371,7 @@ class DynamicPool(Generic[T]):
                 kind, value = self._wait_thread(value, limit)
             cold = kind == _CREATE
             if cold:
-                value = self._create_reserved()
+                value = self._create_within(limit, start)
         except BaseException:
             self._account(start)
             raise
@@ -378,7 +388,7 @@ class DynamicPool(Generic[T]):
                 kind, value = await self._wait_task(value, limit)
             cold = kind == _CREATE
             if cold:
-                value = self._create_reserved()
+                value = await self._create_off_loop(limit, start, loop)
         except BaseException:
             self._account(start)
             raise
@@ -511,6 +521,96 @@ class DynamicPool(Generic[T]):
         if doomed:
             self._close_resource(resource)
             raise PoolClosedError(self._name)
+        return resource
+
+    def _create_within(self, limit: float | None, start: float) -> T:
+        """A cold start for a thread caller, bounded by what is left of its ``limit``."""
+        if limit is None or self._instant:
+            return self._create_reserved()
+        creation = self._start_creation()
+        remaining = max(limit - (self._clock() - start), 0.0)
+        try:
+            finished = creation.done.wait(min(remaining, _TIMEOUT_MAX))
+        except BaseException:  # KeyboardInterrupt: what is made meanwhile goes to the pool
+            if not self._give_up(creation) and creation.error is None:
+                self._return(creation.resource)
+            raise
+        if not finished and self._give_up(creation):
+            raise PoolTimeoutError(self._name, limit)
+        return self._created(creation)
+
+    async def _create_off_loop(
+        self, limit: float | None, start: float, loop: asyncio.AbstractEventLoop
+    ) -> T:
+        """A cold start for a coroutine: the factory never runs on the event loop."""
+        if self._instant:
+            return self._create_reserved()
+        woken: asyncio.Future[None] = loop.create_future()
+        creation = _Creation()
+        creation.notify = lambda: _wake_loop(loop, woken)
+        self._start_creation(creation)
+        try:
+            if limit is None:
+                await asyncio.shield(woken)
+            else:
+                remaining = max(limit - (self._clock() - start), 0.0)
+                await asyncio.wait_for(asyncio.shield(woken), remaining)
+        except (asyncio.TimeoutError, TimeoutError):
+            if self._give_up(creation):
+                raise PoolTimeoutError(self._name, limit or 0.0) from None
+        except BaseException:  # cancelled: what is made meanwhile goes to the pool
+            if not self._give_up(creation) and creation.error is None:
+                self._return(creation.resource)
+            raise
+        return self._created(creation)
+
+    def _start_creation(self, creation: _Creation | None = None) -> _Creation:
+        creation = creation or _Creation()
+        threading.Thread(
+            target=self._run_creation,
+            args=(creation,),
+            name=f"switchgear-pool-{self._name}-create",
+            daemon=True,
+        ).start()
+        return creation
+
+    def _run_creation(self, creation: _Creation) -> None:
+        resource: Any = None
+        error: BaseException | None = None
+        try:
+            resource = self._create_reserved()
+        except BaseException as exc:
+            error = exc
+        with self._lock:
+            creation.finished = True
+            creation.resource, creation.error = resource, error
+            abandoned = creation.abandoned
+        if abandoned:
+            if error is None:
+                self._return(resource)  # to a waiter, idle, or closed if the pool closed
+            elif not isinstance(error, PoolClosedError) and not self._late_failure_logged:
+                self._late_failure_logged = True  # once per pool: a broken factory repeats
+                logger.error(
+                    "pool %r: a resource creation failed after its caller stopped waiting",
+                    self._name,
+                    exc_info=error,
+                )
+        creation.done.set()
+        if creation.notify is not None:
+            creation.notify()
+
+    def _give_up(self, creation: _Creation) -> bool:
+        """The caller stops waiting; False if the creation finished first (take it)."""
+        with self._lock:
+            if creation.finished:
+                return False
+            creation.abandoned = True
+            return True
+
+    def _created(self, creation: _Creation) -> T:
+        if creation.error is not None:
+            raise creation.error
+        resource: T = creation.resource
         return resource
 
     def _unreserve(self) -> None:

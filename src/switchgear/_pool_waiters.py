@@ -16,6 +16,7 @@ __all__ = [
     "GONE",
     "PENDING",
     "RESOURCE",
+    "Creation",
     "TaskWaiter",
     "ThreadWaiter",
     "Waiter",
@@ -59,3 +60,22 @@ class TaskWaiter(Waiter):
 def ring_future(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class Creation:
+    """A cold start run on its own thread, so that the caller's timeout bounds the wait.
+
+    ``finished`` and ``abandoned`` are decided under the pool lock: either the caller takes
+    the outcome, or it gave up first and the creating thread hands the resource to the pool.
+    ``done`` (threads) and ``notify`` (an event loop's future) only wake the caller.
+    """
+
+    __slots__ = ("abandoned", "done", "error", "finished", "notify", "resource")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.notify: Any = None  # called once finished, from the creating thread
+        self.finished = False
+        self.abandoned = False
+        self.resource: Any = None
+        self.error: BaseException | None = None
