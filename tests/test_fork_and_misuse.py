@@ -7,8 +7,10 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 import switchgear as sg
 from switchgear.testing import FakeClock
@@ -102,3 +104,72 @@ def test_children_forked_while_threads_hammer_a_breaker_never_hang() -> None:
         _, status = os.waitpid(pid, 0)
         codes.append(os.waitstatus_to_exitcode(status))
     assert codes == [0] * 20, codes
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_children_forked_while_threads_use_everything_never_hang() -> None:
+    """20 forks while 4 threads call a @protected function with a pool, read its window
+    figures and render its registry: each child does all of that again, within a watchdog."""
+    registry = CollectorRegistry()
+    name = "fork-everything"
+    metrics = sg.Metrics(name, registry=registry)
+    # Room for more than the four threads: a lease held by a thread that the fork does not
+    # copy is never given back in the child, so a full pool would wait there by design.
+    pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name=name, min_size=1, max_size=8)
+    breaker = sg.CircuitBreaker(name, failure_threshold=3, open_timeout=0.001)
+
+    @sg.protected(name, breaker=breaker, metrics=metrics, pool=pool)
+    def work(fail: bool) -> str:
+        if fail:
+            raise RuntimeError("boom")
+        return "ok"
+
+    stop = threading.Event()
+
+    def hammer(index: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                work(i % 3 == 0)
+            except (RuntimeError, sg.SwitchgearError):
+                pass
+            if index == 0:
+                metrics.window_stats()
+            elif index == 1:
+                generate_latest(registry)
+            elif index == 2:
+                pool.stats()
+
+    threads = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    pids = []
+    try:
+        for _ in range(20):
+            time.sleep(0.005)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                signal.alarm(10)  # watchdog: a deadlocked child dies of SIGALRM
+                code = 0
+                try:
+                    breaker.reset()
+                    assert work(False) == "ok"
+                    metrics.window_stats()
+                    assert b"switchgear_requests_total" in generate_latest(registry)
+                    with pool.lease(timeout=5):
+                        pass
+                except BaseException:
+                    code = 2
+                os._exit(code)
+            pids.append(pid)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    codes = []
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        codes.append(os.waitstatus_to_exitcode(status))
+    assert codes == [0] * 20, codes
+    pool.close()

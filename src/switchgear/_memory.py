@@ -24,8 +24,11 @@ _NO_LIMIT_FLOOR = 2**60
 
 
 def _read(path: Path) -> str | None:
+    # Bytes, decoded by the built-in ASCII decoder: a text-mode open looks the codec up
+    # through an import, and a forked child can inherit that import's lock held by a thread
+    # that did not survive the fork.
     try:
-        return path.read_text(encoding="ascii", errors="replace").strip()
+        return path.read_bytes().decode("ascii", "replace").strip()
     except OSError:
         return None
 

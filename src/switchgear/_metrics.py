@@ -185,6 +185,10 @@ def _store_for(registry: CollectorRegistry | None) -> Store:
 def _after_fork() -> None:
     global _lock, _warned_fork
     _lock = threading.Lock()
+    # Another thread may have held any of these at the fork (a scrape, a series being added).
+    for registry, store in list(_stores.items()):
+        store.forked()
+        _fresh_registry_lock(registry)
     if _warned_fork or multiprocess_mode():
         return
     if _in_use:
@@ -194,6 +198,13 @@ def _after_fork() -> None:
             "PROMETHEUS_MULTIPROC_DIR is not set: each worker counts on its own, so "
             "/metrics will jump between workers. See docs/metrics.md (multiprocess)."
         )
+
+
+def _fresh_registry_lock(registry: CollectorRegistry) -> None:
+    # prometheus_client does not guard its registry's lock against fork; a registry that
+    # switchgear renders must not hang the child's first scrape.
+    if isinstance(getattr(registry, "_lock", None), type(threading.Lock())):
+        registry._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -266,6 +266,7 @@ def _after_fork() -> None:
     global _lock
     _lock = threading.Lock()
     if _store is not None:
+        _store.forked()
         mirror = _store.mirror
         if isinstance(mirror, MultiprocessMirror):
             mirror._lock = threading.Lock()  # the parent's refresher may have held it

@@ -95,6 +95,10 @@ class PoolSeries:
                 return pool
         return None
 
+    def forked(self) -> None:
+        """In a forked child: a fresh lock (see ``Store.forked``)."""
+        self.lock = threading.Lock()
+
     # PoolObserver. Cold starts are not counted here: the caller records them with the call.
     def pool_acquired(self, pool: str, wait: float, cold_start: bool) -> None:
         i = bisect_left(LATENCY_BUCKETS, wait)

@@ -122,12 +122,13 @@ class Series:
     recording takes no lock, so it is correct on free-threaded Python without relying on
     ``+=`` being atomic, and eight threads recording at once do not queue behind one lock
     (under the GIL such a lock convoys: 8 threads ran at 0.22x the calls/s of one). A
-    thread's shard is merged into ``_retired`` when the thread ends, so memory stays
+    thread's shard is merged into ``_retired`` after the thread ends, so memory stays
     bounded by the number of live threads.
     """
 
     __slots__ = (
         "__weakref__",
+        "_dead",
         "_flushed",
         "_local",
         "_pending_at",
@@ -172,6 +173,7 @@ class Series:
         self._local = threading.local()
         self._shards: list[list[float]] = []
         self._retired = self._empty_shard()
+        self._dead: list[list[float]] = []  # shards of ended threads, not folded yet
         self._reject_index = {r: len(bounds) + 4 + i for i, r in enumerate(REJECTION_REASONS)}
         # Calls at or after this time take the slow path: a new window slot begins,
         # housekeeping is due, or there are sinks. -inf: the first call starts it all.
@@ -194,6 +196,10 @@ class Series:
         )
         self.reject: Callable[[str], None] = self._make_reject()
 
+    def forked(self) -> None:
+        """In a forked child: a fresh lock (see ``Store.forked``)."""
+        self.lock = threading.RLock()
+
     # -- shards ------------------------------------------------------------------------------
     #
     # Layout: one count per bucket (the last is +Inf), then the latency sum, errors, cold
@@ -215,16 +221,24 @@ class Series:
         return shard
 
     def _retire(self, shard: list[float]) -> None:
-        """Fold an ended thread's shard into ``_retired`` (one step, under the lock)."""
-        with self.lock:
+        """Mark an ended thread's shard for folding into ``_retired`` by the next reader.
+
+        Takes no lock: this runs from a finalizer, at any point of any thread, including in
+        a forked child while the interpreter discards the threads that did not survive the
+        fork, when a lock held by one of them would never be released.
+        """
+        self._dead.append(shard)
+
+    def _aggregate(self) -> list[float]:
+        """The sum of every shard. Caller holds the lock."""
+        dead = self._dead
+        while dead:
+            shard = dead.pop()
             retired = self._retired
             for i, value in enumerate(shard):
                 retired[i] += value
             # By identity: two shards with equal counts compare equal.
             self._shards = [s for s in self._shards if s is not shard]
-
-    def _aggregate(self) -> list[float]:
-        """The sum of every shard. Caller holds the lock."""
         total = list(self._retired)
         for shard in self._shards:
             for i, value in enumerate(shard):

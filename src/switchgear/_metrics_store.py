@@ -55,6 +55,14 @@ class Store:
         # Called with each new PoolSeries (OpenTelemetry wires its wait histogram).
         self.pool_hooks: list[Callable[[PoolSeries], None]] = []
 
+    def forked(self) -> None:
+        """In a forked child: fresh locks; a fork may have caught one held by another thread."""
+        self.lock = threading.RLock()
+        for series in self.series.values():
+            series.forked()
+        for pool in self.pools.values():
+            pool.forked()
+
     def series_for(
         self,
         name: str,

@@ -15,6 +15,7 @@ native Prometheus names (``switchgear.request.duration`` + unit ``s`` ->
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -105,6 +106,10 @@ class Bridge:
             gauges.append((f"switchgear.pool.{key}", unit, self._pool_gauge(index), key))
         for name, unit, callback, description in gauges:
             meter.create_observable_gauge(name, [callback], unit=unit, description=description)
+
+    def forked(self) -> None:
+        """In a forked child: a fresh lock."""
+        self._lock = threading.Lock()
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -319,3 +324,19 @@ def bridge_for(provider: MeterProvider | None) -> Bridge:
                 bridge = Bridge(provider, follows_global=False)
             _remember(provider, bridge)
         return bridge
+
+
+def _after_fork() -> None:
+    # A fork may catch a lock held by another thread (wiring a series, an SDK collection).
+    global _lock
+    _lock = threading.Lock()
+    bridges = [bridge for _, bridge in _strong.values()]
+    bridges.extend(_bridges.values())
+    if _global is not None:
+        bridges.append(_global)
+    for bridge in bridges:
+        bridge.forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
