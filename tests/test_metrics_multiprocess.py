@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
+
+import switchgear as sg
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -259,3 +264,69 @@ def test_storage_degraded_is_exported_in_multiprocess_mode(tmp_path: Path) -> No
     python(DEGRADED, multiproc_dir=tmp_path)
     body = run(RENDER, "text/plain", tmp_path)
     assert 'switchgear_circuit_storage_degraded{name="shared"} 1.0' in body
+
+
+# -- dead workers are folded into one archive -------------------------------------------------
+
+DEAD = 2000
+
+
+def _render_seconds(directory: Path, rounds: int = 5) -> float:
+    """Median seconds for a scrape of ``directory`` (a fresh MultiProcessCollector)."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        merged(directory)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def test_dead_workers_fold_into_an_archive_with_the_same_totals(
+    two_workers: tuple[Path, int, int], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    directory, a, b = two_workers
+    # A week of max_requests recycling: DEAD more dead workers, each with the files of a
+    # real one (byte for byte what switchgear wrote there), under pids no process has.
+    for i in range(DEAD):
+        for kind in ("counter", "histogram", "gauge_livesum", "gauge_livemax"):
+            source = directory / f"{kind}_{a if i % 2 else b}.db"
+            if source.exists():
+                shutil.copyfile(source, directory / f"{kind}_{4_000_000 + i}.db")
+    dead = [a, b, *range(4_000_000, 4_000_000 + DEAD)]
+    for pid in dead:  # prometheus_client's own: removes the live gauges only
+        mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+    before = merged(directory)
+    before_files = len(list(directory.glob("*.db")))
+    # A directory with no dead worker at all, for the render-time comparison.
+    baseline = tmp_path_factory.mktemp("baseline")
+    run(WORKER, "0.001", baseline)
+
+    for pid in dead:
+        sg.mark_process_dead(pid, str(directory))
+
+    after = merged(directory)
+    # Sample by sample: counts exactly; a latency sum up to float rounding (the additions
+    # happen in another order).
+    assert after.keys() == before.keys()
+    for sample, value in before.items():
+        if sample[0].endswith("_sum"):
+            assert after[sample] == pytest.approx(value, rel=1e-12), sample
+        else:
+            assert after[sample] == value, sample
+    assert before[key("switchgear_requests_total", name="mp", outcome="success")] == (
+        (DEAD // 2) * 2 + (DEAD // 2) * 2 + 4
+    )
+    files = sorted(p.name for p in directory.glob("*.db"))
+    assert files == ["counter_archive.db", "histogram_archive.db"], files
+    assert before_files > 2 * DEAD
+    # Scraping no longer grows with the dead: within 2x of a directory without any.
+    assert _render_seconds(directory) <= 2 * _render_seconds(baseline)
+
+
+def test_mark_process_dead_refuses_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="pid"):
+        sg.mark_process_dead("123", str(tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pid"):
+        sg.mark_process_dead(0, str(tmp_path))
+    with pytest.raises(ValueError, match="this process"):
+        sg.mark_process_dead(os.getpid(), str(tmp_path))

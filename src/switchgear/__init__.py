@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._instrument import instrument
 from ._metrics import LATENCY_BUCKETS, Metrics, Stats, WindowStats
+from ._metrics_archive import mark_process_dead
 from ._pool import DynamicPool, PoolStats
 from ._protected import protected
 from .asgi import ASGIMiddleware
@@ -48,5 +49,6 @@ __all__ = [
     "WSGIMiddleware",
     "WindowStats",
     "instrument",
+    "mark_process_dead",
     "protected",
 ]

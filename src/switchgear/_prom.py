@@ -26,6 +26,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from ._breaker import storage_degraded
+from ._metrics_archive import scrape_guard
 from ._metrics_pool import SCALE_DIRECTIONS
 from ._metrics_series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS
 from ._metrics_store import Store
@@ -303,6 +304,8 @@ def render_latest(
         refresh_local()  # this worker's gauges are current even if it was idle
         target = CollectorRegistry()
         MultiProcessCollector(target)  # type: ignore[no-untyped-call]
-    else:
-        target = REGISTRY if registry is None else registry
+        # No dead worker's files are folded into the archive while they are read.
+        with scrape_guard(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+            return encoder(target), content_type
+    target = REGISTRY if registry is None else registry
     return encoder(target), content_type
