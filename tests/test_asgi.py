@@ -491,6 +491,7 @@ def http_scope(path: str = "/", method: str = "GET", **extra: Any) -> Scope:
 
 async def test_client_disconnect_is_not_a_failure(registry: CollectorRegistry) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["switchgear.route"] = "/stream"  # a route of its own, with a breaker that counts
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
         await send({"type": "http.response.body", "body": b"b", "more_body": True})
@@ -510,16 +511,19 @@ async def test_client_disconnect_is_not_a_failure(registry: CollectorRegistry) -
 
     # Started but never finished, app returned (pre-2.4 servers): also not counted.
     async def partial(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["switchgear.route"] = "/partial"
         await send({"type": "http.response.start", "status": 200, "headers": []})
         assert (await receive())["type"] == "http.disconnect"
 
     mw2 = ASGIMiddleware(partial, registry=registry, breaker_options={"failure_threshold": 1})
-    sent = await run_asgi(mw2, http_scope(), [{"type": "http.disconnect"}])
-    assert [m["type"] for m in sent] == ["http.response.start"]
-    assert requests(registry, "<unmatched>") == 0
-    assert requests(registry, "<unmatched>", "error") == 0
-    assert mw.breakers()["<unmatched>"].state is BreakerState.CLOSED
-    assert mw2.breakers()["<unmatched>"].state is BreakerState.CLOSED
+    for _ in range(3):
+        sent = await run_asgi(mw2, http_scope(), [{"type": "http.disconnect"}])
+        assert [m["type"] for m in sent] == ["http.response.start"]
+    for key in ("GET /stream", "GET /partial"):
+        assert requests(registry, key) == 0
+        assert requests(registry, key, "error") == 0
+    assert mw.breakers()["GET /stream"].state is BreakerState.CLOSED
+    assert mw2.breakers()["GET /partial"].state is BreakerState.CLOSED
 
 
 async def test_cancellation_is_not_recorded(registry: CollectorRegistry) -> None:

@@ -272,6 +272,7 @@ def test_client_disconnect_is_not_recorded(registry: CollectorRegistry) -> None:
     closed = []
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        environ["switchgear.route"] = "/ticks"  # a route of its own, with a breaker that counts
         start_response("200 OK", [])
         try:
             while True:
@@ -286,9 +287,9 @@ def test_client_disconnect_is_not_recorded(registry: CollectorRegistry) -> None:
         next(it)
         body.close()  # type: ignore[attr-defined]
     assert closed == [True] * 3
-    assert requests(registry, "<unmatched>") == 0
-    assert requests(registry, "<unmatched>", "error") == 0
-    assert mw.breakers()["<unmatched>"].state is BreakerState.CLOSED
+    assert requests(registry, "GET /ticks") == 0
+    assert requests(registry, "GET /ticks", "error") == 0
+    assert mw.breakers()["GET /ticks"].state is BreakerState.CLOSED
 
 
 def test_start_response_exc_info_passes_through(registry: CollectorRegistry) -> None:

@@ -52,7 +52,8 @@ from ._http_options import breaker_options as breaker_options_
 from ._metrics import Metrics, live_metrics, live_pools, observe_pool
 from ._metrics_series import TimedSink
 from ._pool import DynamicPool
-from ._routes import OTHER, UNMATCHED, RouteCache
+from ._registry import configuration_mismatch, peek, shared_breaker
+from ._routes import OTHER, UNMATCHED, EndpointIndex, RouteCache
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -85,6 +86,20 @@ def log_once(key: str, message: str, *args: object) -> None:
 
 
 _NOT_SEEN = object()
+
+
+def _valid_name(key: str) -> bool:
+    try:
+        v.name("name", key)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _bucket_breaker(key: str, clock: Callable[[], float]) -> CircuitBreaker:
+    breaker = CircuitBreaker(key, clock=clock)
+    breaker.disable()
+    return breaker
 
 
 class Route:
@@ -176,12 +191,13 @@ class HttpCore:
             self.special[self.status_path] = "status"
 
         self.cache: RouteCache[Route] = RouteCache(10_000)
+        self.endpoints = EndpointIndex()
         self._routes: dict[str, Route] = {}
         self._counted = 0  # keys counted against max_routes
         self._lock = threading.Lock()
         self.global_breaker: CircuitBreaker | None = None
         if not breaker_per_route:
-            self.global_breaker = CircuitBreaker(GLOBAL_BREAKER_NAME, **self.breaker_options)
+            self.global_breaker = self._global_breaker()
             self._global_metrics = self._new_metrics(GLOBAL_BREAKER_NAME)
             self._global_metrics.attach(self.global_breaker)
         self._pool_attached = False
@@ -223,6 +239,33 @@ class HttpCore:
     def _new_metrics(self, key: str) -> Metrics:
         return Metrics(key, registry=self.registry, clock=self.clock)
 
+    def _global_breaker(self) -> CircuitBreaker:
+        """The breaker ``http``, shared with whatever already exports one under that name.
+
+        One name, one exported breaker per metrics registry: a ``@protected("http")``
+        function or another middleware on the same registry shares it, so ``/metrics`` shows
+        the state of the breaker that answers ``503``. Sharing one that was built with other
+        options would silently change this middleware's, so that is refused here.
+        """
+        wanted = probe_breaker(self.breaker_options)
+        existing = peek(GLOBAL_BREAKER_NAME, self.registry)
+        if existing is not None:
+            mismatch = configuration_mismatch(existing, wanted)
+            if mismatch is not None:
+                raise ValueError(
+                    f"breaker_per_route=False: a breaker named {GLOBAL_BREAKER_NAME!r} is "
+                    "already live in this metrics registry (a @protected function or another "
+                    f"middleware) with a different {mismatch}; one name has one breaker, so "
+                    "give both the same options, rename the other one, or pass this "
+                    "middleware a registry of its own"
+                )
+        options = self.breaker_options
+        return shared_breaker(
+            GLOBAL_BREAKER_NAME,
+            lambda: CircuitBreaker(GLOBAL_BREAKER_NAME, **options),
+            self.registry,
+        )
+
     def lookup(self, method: str, path: str) -> Route | None:
         """The route learned for this request's path, if any (one dict lookup on a hit)."""
         return self.cache.get(method, path)
@@ -230,7 +273,8 @@ class HttpCore:
     def route_for(self, method: str, template: str | None) -> Route:
         """The route of ``method template`` (``<unmatched>`` for None), created on first use.
 
-        Beyond ``max_routes`` distinct keys, new ones share ``<other>``.
+        Beyond ``max_routes`` distinct keys, and for a key that cannot be a metrics name
+        (too long, control characters), new ones share ``<other>``.
         """
         key = UNMATCHED if template is None else f"{method} {template}"
         route = self._routes.get(key)
@@ -240,7 +284,7 @@ class HttpCore:
             route = self._routes.get(key)
             if route is not None:
                 return route
-            if template is not None and self._counted >= self.max_routes:
+            if template is not None and (self._counted >= self.max_routes or not _valid_name(key)):
                 key, template = OTHER, None
                 route = self._routes.get(key)
                 if route is not None:
@@ -255,8 +299,17 @@ class HttpCore:
         metrics = self._new_metrics(key)
         if self.global_breaker is not None:
             breaker = self.global_breaker
+        elif template is None:
+            # <unmatched> and <other> gather many routes: a breaker tripped by one of them
+            # would answer 503 for all the others. Theirs admits everything and counts
+            # nothing (DISABLED, also what /metrics shows). Local even with shared storage.
+            breaker = shared_breaker(key, lambda: _bucket_breaker(key, self.clock), self.registry)
+            metrics.attach(breaker)
         else:
-            breaker = CircuitBreaker(key, **self.breaker_options)
+            # Shared by name with another middleware on this registry (or @protected on the
+            # default one): one name, one breaker, whose state is the one exported.
+            options = self.breaker_options
+            breaker = shared_breaker(key, lambda: CircuitBreaker(key, **options), self.registry)
             metrics.attach(breaker)
         if self.pool is not None and not self._pool_attached:
             # The pool reports through one Metrics (its gauges are keyed by pool name).
@@ -419,6 +472,38 @@ class HttpCore:
 
 AppT = TypeVar("AppT", bound=Callable[..., Any])
 
+
+def declared_paths(app: object) -> set[str]:
+    """The route paths ``app`` declares where its framework shows them; never raises.
+
+    Starlette and FastAPI apps (and their routers) list ``routes``; a Flask app, also
+    reached through its bound ``wsgi_app``, has a ``url_map``. Other middleware in between
+    is followed through its ``app`` attribute, a few levels deep.
+    """
+    paths: set[str] = set()
+    target: object = getattr(app, "__self__", app)
+    try:
+        for _ in range(8):
+            url_map = getattr(target, "url_map", None)
+            if url_map is not None and callable(getattr(url_map, "iter_rules", None)):
+                paths.update(r.rule for r in url_map.iter_rules() if isinstance(r.rule, str))
+                return paths
+            routes = getattr(target, "routes", None)
+            if isinstance(routes, (list, tuple)):
+                for route in routes:
+                    path = getattr(route, "path", None)
+                    if isinstance(path, str):
+                        paths.add(path)
+                return paths
+            inner = getattr(target, "app", None)
+            if inner is None or inner is target:
+                return paths
+            target = getattr(inner, "__self__", inner)
+    except Exception:  # an app whose introspection fails: no warning rather than an error
+        log_once("declared_paths", "switchgear: reading the app's routes failed")
+    return paths
+
+
 _OPTION_NAMES = HttpOptions.__optional_keys__ | HttpOptions.__required_keys__
 
 
@@ -462,6 +547,35 @@ class HttpMiddlewareBase(Generic[AppT]):
             )
         self.app = app
         self._core = HttpCore(**options)
+        self._shadow_checked = False
+        self.check_shadowed()
+
+    def check_shadowed(self) -> None:
+        """Warn once if the app declares a route at ``metrics_path`` or ``status_path``.
+
+        The middleware answers those paths itself, so such a route never runs. Checked when
+        the middleware is built and again when one of its endpoints is first requested
+        (Flask apps are often wrapped before their routes are declared). Only what the
+        framework shows is seen: Starlette/FastAPI ``routes``, Flask's ``url_map``.
+        """
+        core = self._core
+        ours = {p for p in (core.metrics_path, core.status_path) if p is not None}
+        clash = sorted(ours & declared_paths(self.app))
+        if clash:
+            self._shadow_checked = True
+            logger.warning(
+                "switchgear: the wrapped app has its own route at %s; the middleware answers "
+                "%s itself, so that route is never reached (set metrics_path/status_path to "
+                "another path, or None)",
+                " and ".join(clash),
+                "this path" if len(clash) == 1 else "these paths",
+            )
+
+    def endpoint_requested(self) -> None:
+        """The first request to ``metrics_path``/``status_path``: check for shadowing again."""
+        if not self._shadow_checked:
+            self._shadow_checked = True
+            self.check_shadowed()
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         """The breaker of each route key seen so far (one shared breaker when not per route)."""

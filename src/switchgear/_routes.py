@@ -5,8 +5,11 @@ Pure policy, no I/O. Two questions are answered here:
 * *After* a request, which route template did the framework match? Starlette/FastAPI leave
   the matched route on the scope (``scope["route"]``), Flask/Werkzeug leave the request (with
   its ``url_rule``) on the environ, and any app may set ``"switchgear.route"`` itself. We read
-  those; we never re-walk the router, because a framework upgrade that changes its router
-  internals must not turn into 500s (it did for several peers).
+  those; we never re-run the router's matching, because a framework upgrade that changes its
+  router internals must not turn into 500s (it did for several peers). Where the framework
+  leaves only the matched endpoint (Starlette before 1.7; FastAPI for ``add_route`` routes,
+  ``/openapi.json`` and ``/docs``), :class:`EndpointIndex` finds the one route declaring that
+  endpoint object in the router's route list, by identity.
 * *Before* a request, which route will it probably hit? The breaker must decide before the app
   runs, so :class:`RouteCache` remembers, per method, path -> route learned from earlier
   responses (bounded LRU), plus a coarser "shape" (id-like segments blanked) so that
@@ -26,6 +29,7 @@ __all__ = [
     "OTHER",
     "ROUTE_KEY",
     "UNMATCHED",
+    "EndpointIndex",
     "RouteCache",
     "asgi_template",
     "method_label",
@@ -105,7 +109,9 @@ def _prefix(before: object, after: object) -> str | None:
     return None
 
 
-def asgi_template(scope: Mapping[str, Any], root_path_before: object) -> str | None:
+def asgi_template(
+    scope: Mapping[str, Any], root_path_before: object, endpoints: EndpointIndex | None = None
+) -> str | None:
     """The route template the ASGI app matched for this scope, or None if it cannot tell.
 
     Read after (or while) the app ran: routers record their match on the scope they were
@@ -113,14 +119,21 @@ def asgi_template(scope: Mapping[str, Any], root_path_before: object) -> str | N
     ``path`` is relative to its mount; the mounts appended their matched prefix to
     ``root_path``, so the prefix is ``root_path`` now minus ``root_path`` before. A mount
     whose own path has parameters appended concrete values there, which would be a raw path
-    in a label, so that case yields None.
+    in a label, so that case yields None. Without a route on the scope, ``endpoints`` (if
+    given) names it from ``scope["endpoint"]`` and ``scope["router"]``.
     """
     explicit = scope.get(ROUTE_KEY)
     if explicit is not None:
         return explicit if isinstance(explicit, str) and explicit else None
     route = scope.get("route")
     if route is None:
-        return None
+        if endpoints is None:
+            return None
+        return endpoints.template(
+            scope.get("router"),
+            scope.get("endpoint"),
+            _prefix(root_path_before, scope.get("root_path", "")),
+        )
     path = getattr(route, "path", None)
     if type(path) is not str:
         return route if isinstance(route, str) and route else None
@@ -172,6 +185,110 @@ def wsgi_template(
     if prefix is None:
         return None
     return prefix + rule
+
+
+#: How deep :class:`EndpointIndex` follows mounts, and how many routes it reads per router.
+_MAX_MOUNT_DEPTH = 8
+_MAX_INDEXED_ROUTES = 10_000
+
+# id(endpoint) -> (endpoint, [(mount prefix, template), ...]): the routes declaring it.
+_Table = dict[int, tuple[object, list[tuple[str, str]]]]
+
+
+class EndpointIndex:
+    """Route templates by endpoint object, read from a router's declared routes.
+
+    Starlette routers before 1.7 record no matched route on the scope, only
+    ``scope["endpoint"]`` (the matched route's endpoint, or a ``Mount``'s app) and
+    ``scope["router"]`` (the outermost router); FastAPI does the same for routes that are
+    not API routes. The route declaring that endpoint is found by identity in the router's
+    route list (mounts followed, their path prepended), never by matching the request path
+    again. An endpoint declared by several routes is told apart by the mount prefix the
+    request went through (what mounts appended to ``root_path``); if that does not single
+    one out, there is no answer. Built once per router and rebuilt only when an endpoint is
+    missing and the router's route count changed (routes added after startup), so the
+    answer per request is a few dict lookups.
+
+    Example::
+
+        index = EndpointIndex()
+        index.template(app.router, health, "")    # '/health', for Route("/health", health)
+    """
+
+    def __init__(self, max_routers: int = 16) -> None:
+        self._max_routers = max_routers
+        # id(router) -> (router, its route count when read, its table)
+        self._by_router: dict[int, tuple[object, int, _Table]] = {}
+        self._lock = threading.Lock()
+
+    def template(self, router: object, endpoint: object, mount_prefix: str | None) -> str | None:
+        """The template of the route of ``router`` whose endpoint is ``endpoint``, or None.
+
+        ``mount_prefix`` is what mounts appended to ``root_path`` for this request (None if
+        unknown); it only matters when the endpoint is declared more than once.
+        """
+        if router is None or endpoint is None:
+            return None
+        entry = self._by_router.get(id(router))
+        if entry is not None and entry[0] is router:
+            table = entry[2]
+            if id(endpoint) not in table and _route_count(router) == entry[1]:
+                return None  # not one of this router's endpoints (a 404, a sub-app's own)
+        if entry is None or entry[0] is not router or id(endpoint) not in entry[2]:
+            with self._lock:
+                if len(self._by_router) >= self._max_routers and id(router) not in self._by_router:
+                    return None  # bounded: a process serves a handful of routers
+                table = {}
+                try:
+                    _index(getattr(router, "routes", ()), "", table, 0, [0])
+                except Exception:  # an unusual router: no name rather than an error
+                    table = {}
+                self._by_router[id(router)] = (router, _route_count(router), table)
+        found = table.get(id(endpoint))
+        if found is None or found[0] is not endpoint:
+            return None
+        candidates = found[1]
+        if len(candidates) == 1:
+            return candidates[0][1]
+        chosen = {template for prefix, template in candidates if prefix == mount_prefix}
+        return chosen.pop() if len(chosen) == 1 else None
+
+
+def _route_count(router: object) -> int:
+    try:
+        return len(getattr(router, "routes", ()))
+    except Exception:
+        return -1
+
+
+def _index(routes: object, prefix: str, table: _Table, depth: int, seen: list[int]) -> None:
+    """Add every route of ``routes`` (mounts followed) to ``table`` by its endpoint's id."""
+    if not isinstance(routes, (list, tuple)):
+        return
+    for route in routes:
+        seen[0] += 1
+        if seen[0] > _MAX_INDEXED_ROUTES:
+            return
+        path = getattr(route, "path", None)
+        if type(path) is not str:
+            continue  # Host routes and unknown kinds: no path template to offer
+        children = getattr(route, "routes", None)
+        if children is not None:  # a Mount: its app is the endpoint when nothing inside matched
+            _add(table, getattr(route, "app", None), prefix + path, "/{path:path}")
+            if depth < _MAX_MOUNT_DEPTH:
+                _index(children, prefix + path, table, depth + 1, seen)
+        else:
+            _add(table, getattr(route, "endpoint", None), prefix, path)
+
+
+def _add(table: _Table, endpoint: object, prefix: str, path: str) -> None:
+    if endpoint is None:
+        return
+    found = table.get(id(endpoint))
+    if found is None:
+        table[id(endpoint)] = (endpoint, [(prefix, prefix + path)])
+    else:
+        found[1].append((prefix, prefix + path))
 
 
 class RouteCache(Generic[V]):

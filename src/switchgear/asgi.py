@@ -203,7 +203,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         finally:
             if not done:
                 done = True
-                template = asgi_template(scope, root)
+                template = asgi_template(scope, root, core.endpoints)
                 duration = clock() - start
                 core.complete(
                     route,
@@ -239,22 +239,27 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
     ) -> None:
         """Record a finished response whose route is new, changed or not yet confirmed."""
         core = self._core
-        template = asgi_template(scope, root)
+        template = asgi_template(scope, root, core.endpoints)
+        matched = scope.get("route")
         if (
             route is not None
             and template == route.template
+            and (matched is not None or template is None)
             and scope.get("root_path", "") == root
             and ROUTE_KEY not in scope
         ):
             # The framework's route object for this key: next time, one identity check
-            # replaces reading the template.
-            route.matched = scope.get("route")
+            # replaces reading the template. A route named from its endpoint has no such
+            # object (None would also be what a 404 leaves), so it keeps this slower path.
+            route.matched = matched
         outcome = core.status_outcome(status)
         core.complete(route, breaker, token, method, path, template, outcome, duration, cold, True)
 
     async def _endpoint(self, kind: str, scope: Scope, send: Send) -> None:
         """Serve ``/metrics`` or the status document (after auth); never counted."""
         core = self._core
+        if not self._shadow_checked:
+            self.endpoint_requested()
         head = scope.get("method") == "HEAD"
         headers = Headers.from_asgi(scope.get("headers"))
         verdict = core.check_auth(headers)

@@ -61,6 +61,7 @@ class _Exchange:
     """
 
     __slots__ = (
+        "_app_close",
         "_app_iter",
         "_breaker",
         "_cold",
@@ -81,6 +82,8 @@ class _Exchange:
         "_status",
         "_token",
     )
+
+    _app_close: Callable[[], object] | None  # set only for a passed-through file wrapper
 
     def __init__(
         self,
@@ -201,14 +204,43 @@ class _Exchange:
 
     # -- the body iterable ---------------------------------------------------------------
 
-    def wrap(self, result: Iterable[bytes]) -> _Exchange:
+    def wrap(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        """What the server gets: this object, or the app's own file wrapper result."""
         self._result = result
+        if type(result) is self._environ.get("wsgi.file_wrapper"):
+            # The server's own file wrapper: handing it back keeps its sendfile path. Its
+            # close(), which the server calls once it has sent the file, ends the timing.
+            try:
+                self._app_close = getattr(result, "close", None)
+                result.close = self.close_file  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass  # cannot hook close: wrap it like any other body
+            else:
+                return result
         try:
             self._app_iter = iter(result)
         except BaseException as exc:
             self.fail(exc)
             raise
+        if hasattr(type(result), "__len__"):
+            # Servers add Content-Length to a one-item body they can count (wsgiref,
+            # waitress): they must still be able to count it through us.
+            self.__class__ = _SizedExchange
         return self
+
+    def close_file(self) -> None:
+        """``close()`` of a passed-through file wrapper: the body has been sent."""
+        try:
+            close = self._app_close
+            if close is not None:
+                close()
+        except BaseException as exc:
+            if not self._done:
+                self.fail(exc)
+            raise
+        finally:
+            self._finish(None, True)
+            self._release()
 
     def __iter__(self) -> _Exchange:
         return self
@@ -247,6 +279,15 @@ class _Exchange:
             # Closed before the body ended: the server stopped sending (client gone).
             self._finish(NEUTRAL, False)
             self._release()
+
+
+class _SizedExchange(_Exchange):
+    """An exchange whose app result has a length, which the server may ask for."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._result)  # type: ignore[arg-type]
 
 
 class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
@@ -330,6 +371,8 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
     ) -> Iterable[bytes]:
         """Serve ``/metrics`` or the status document (after auth); never counted."""
         core = self._core
+        if not self._shadow_checked:
+            self.endpoint_requested()
         method = environ.get("REQUEST_METHOD")
         headers = Headers.from_environ(environ)
         verdict = core.check_auth(headers)
