@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import multiprocess
+import switchgear
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    switchgear.mark_process_dead(worker.pid)
