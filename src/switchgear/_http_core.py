@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from prometheus_client.exposition import choose_encoder
+
 from . import _validate as v
 from ._breaker import FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
 from ._endpoints import (
@@ -53,6 +55,7 @@ from ._metrics import Metrics, live_metrics, live_pools, observe_pool
 from ._metrics_series import TimedSink
 from ._pool import DynamicPool
 from ._registry import configuration_mismatch, peek, shared_breaker
+from ._render_gate import RenderGate
 from ._routes import OTHER, UNMATCHED, EndpointIndex, RouteCache
 
 if TYPE_CHECKING:
@@ -180,6 +183,8 @@ class HttpCore:
                     f"not {type(registry).__name__}"
                 )
         self.registry = registry
+        # /metrics renderings, shared by concurrent scrapes (at most ten a second).
+        self.render_gate: RenderGate[tuple[bytes, str]] = RenderGate(interval=0.1)
         self.max_routes = int_option("max_routes", max_routes, 1, 100_000)
         self.pool_full_status = int_option("pool_full_status", pool_full_status, 400, 599)
 
@@ -421,8 +426,13 @@ class HttpCore:
         """``/metrics``: Prometheus text, or OpenMetrics when ``accept`` asks for it."""
         from ._metrics import render_latest
 
+        registry = self.registry
+        # One rendering per format, shared by the scrapes that arrive while it is made.
+        _, key = choose_encoder(accept)
         try:
-            body, content_type = render_latest(self.registry, accept=accept)
+            body, content_type = self.render_gate.render(
+                key, lambda: render_latest(registry, accept=accept)
+            )
         except Exception:
             log_once("render", "switchgear: rendering metrics failed")
             return error_response(500, "internal_error")
