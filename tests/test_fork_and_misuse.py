@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -124,6 +125,11 @@ def test_children_forked_while_threads_use_everything_never_hang() -> None:
             raise RuntimeError("boom")
         return "ok"
 
+    def hello(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [work(False).encode()]
+
+    web = sg.WSGIMiddleware(hello, registry=registry)
     stop = threading.Event()
 
     def hammer(index: int) -> None:
@@ -138,6 +144,9 @@ def test_children_forked_while_threads_use_everything_never_hang() -> None:
                 metrics.window_stats()
             elif index == 1:
                 generate_latest(registry)
+                _get(web, "/metrics")  # the middleware's rendering gate and route cache
+                with contextlib.suppress(sg.SwitchgearError):  # the breaker may be open
+                    _get(web, "/hello")
             elif index == 2:
                 pool.stats()
 
@@ -157,6 +166,8 @@ def test_children_forked_while_threads_use_everything_never_hang() -> None:
                     assert work(False) == "ok"
                     metrics.window_stats()
                     assert b"switchgear_requests_total" in generate_latest(registry)
+                    assert _get(web, "/hello") == b"ok"
+                    assert b"switchgear_requests_total" in _get(web, "/metrics")
                     with pool.lease(timeout=5):
                         pass
                 except BaseException:
@@ -173,3 +184,18 @@ def test_children_forked_while_threads_use_everything_never_hang() -> None:
         codes.append(os.waitstatus_to_exitcode(status))
     assert codes == [0] * 20, codes
     pool.close()
+
+
+def _get(app: Any, path: str) -> bytes:
+    """One GET through a WSGI app, in this thread: the body."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+    }
+    return b"".join(app(environ, lambda status, headers, exc=None: None))

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -200,6 +202,7 @@ class HttpCore:
         self._routes: dict[str, Route] = {}
         self._counted = 0  # keys counted against max_routes
         self._lock = threading.Lock()
+        _live.add(self)
         self.global_breaker: CircuitBreaker | None = None
         if not breaker_per_route:
             self.global_breaker = self._global_breaker()
@@ -209,6 +212,13 @@ class HttpCore:
         if self.pool is not None:
             # Observed from now on, so the first requests' waits are in the histogram too.
             observe_pool(self.pool, self.registry)
+
+    def forked(self) -> None:
+        """In a forked child (``gunicorn --preload``): fresh locks for every part."""
+        self._lock = threading.Lock()
+        self.cache.forked()
+        self.endpoints.forked()
+        self.render_gate.forked()
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -594,3 +604,17 @@ class HttpMiddlewareBase(Generic[AppT]):
     def metrics(self) -> dict[str, Metrics]:
         """The :class:`~switchgear.Metrics` of each route key seen so far."""
         return {key: route.metrics for key, route in self._core.routes().items()}
+
+
+# Every middleware core of this process, for the fork handler: a fork taken while another
+# thread held one of their locks must not leave the child waiting on it.
+_live: weakref.WeakSet[HttpCore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_live):
+        core.forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -46,6 +46,13 @@ class RenderGate(Generic[T]):
         self._slots: dict[str, _Slot[T]] = {}
         self.renderings = 0  # renderings made so far (all keys)
 
+    def forked(self) -> None:
+        """In a forked child: a fresh lock, and no rendering under way (its thread is gone)."""
+        self._cond = threading.Condition()
+        for slot in self._slots.values():
+            slot.running = False
+            slot.finished = slot.started
+
     def render(self, key: str, fn: Callable[[], T]) -> T:
         """``fn()``'s result from a rendering of ``key`` that started after this call."""
         cond = self._cond

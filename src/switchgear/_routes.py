@@ -221,6 +221,10 @@ class EndpointIndex:
         self._by_router: dict[int, tuple[object, int, _Table]] = {}
         self._lock = threading.Lock()
 
+    def forked(self) -> None:
+        """In a forked child: a fresh lock (a fork may catch it held)."""
+        self._lock = threading.Lock()
+
     def template(self, router: object, endpoint: object, mount_prefix: str | None) -> str | None:
         """The template of the route of ``router`` whose endpoint is ``endpoint``, or None.
 
@@ -316,6 +320,10 @@ class RouteCache(Generic[V]):
         # id ("/items/"): the usual case, looked up without building a key.
         self._tails: dict[str, dict[str, V | None]] = {}
         self._tracking = False  # LRU order kept from half full on
+        self._lock = threading.Lock()
+
+    def forked(self) -> None:
+        """In a forked child: a fresh lock (a fork may catch it held)."""
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
