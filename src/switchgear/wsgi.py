@@ -230,17 +230,7 @@ class _Exchange:
 
     def close_file(self) -> None:
         """``close()`` of a passed-through file wrapper: the body has been sent."""
-        try:
-            close = self._app_close
-            if close is not None:
-                close()
-        except BaseException as exc:
-            if not self._done:
-                self.fail(exc)
-            raise
-        finally:
-            self._finish(None, True)
-            self._release()
+        self._close_with(self._app_close, None, True)
 
     def __iter__(self) -> _Exchange:
         return self
@@ -267,8 +257,14 @@ class _Exchange:
         return chunk
 
     def close(self) -> None:
+        # Closed before the body ended: the server stopped sending (client gone).
+        self._close_with(getattr(self._result, "close", None), NEUTRAL, False)
+
+    def _close_with(
+        self, close: Callable[[], object] | None, outcome: int | None, ended: bool
+    ) -> None:
+        """Call the app's ``close``, then record the exchange (``outcome``, ``ended``) once."""
         try:
-            close = getattr(self._result, "close", None)
             if close is not None:
                 close()
         except BaseException as exc:
@@ -276,8 +272,7 @@ class _Exchange:
                 self.fail(exc)
             raise
         finally:
-            # Closed before the body ended: the server stopped sending (client gone).
-            self._finish(NEUTRAL, False)
+            self._finish(outcome, ended)
             self._release()
 
 
