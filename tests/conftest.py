@@ -8,12 +8,21 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from switchgear.testing import FakeClock
 
-__all__ = ["FakeClock", "clock", "free_port", "isolated_env", "require_binary", "stop_process"]
+__all__ = [
+    "FakeClock",
+    "clock",
+    "free_port",
+    "isolated_env",
+    "require_binary",
+    "stop_process",
+    "wsgi_get",
+]
 
 
 @pytest.fixture
@@ -67,3 +76,20 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
             proc.kill()
             proc.wait(timeout=5)
     return proc.returncode
+
+
+def wsgi_get(app: Any, path: str) -> tuple[str, bytes]:
+    """One GET through a WSGI app, in the calling thread: ``(status line, body)``."""
+    status: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+    }
+    body = b"".join(app(environ, lambda s, headers, exc=None: status.append(s)))
+    return status[0], body

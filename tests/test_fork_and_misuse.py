@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import switchgear as sg
 from switchgear.testing import FakeClock
+from tests.conftest import wsgi_get
 
 
 def test_a_non_callable_is_a_type_error_before_admission() -> None:
@@ -58,59 +61,82 @@ def _boom() -> None:
     raise RuntimeError("boom")
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_children_forked_while_threads_hammer_a_breaker_never_hang() -> None:
-    """20 forks while 4 threads keep a breaker's lock busy: every child runs to the end."""
-    breaker = sg.CircuitBreaker("forked", failure_threshold=3, open_timeout=0.001)
+def fork_while_busy(
+    step: Callable[[int], object], child: Callable[[], object], threads: int = 4
+) -> list[int]:
+    """Fork 20 children while ``threads`` threads run ``step(index)`` over and over.
+
+    Each child runs ``child()`` and exits 0, or 2 if it raised. A child still running after
+    15 s is hung (a lock the fork caught held): it is killed and reported as -9.
+    """
     stop = threading.Event()
 
-    def hammer() -> None:
+    def loop(index: int) -> None:
         while not stop.is_set():
-            try:
-                breaker.call(_boom)  # failures and trips: the lock is taken on every call
-            except (RuntimeError, sg.CircuitOpenError):
-                pass
-            _ = breaker.state
+            step(index)
 
-    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
-    for t in threads:
+    workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
+    for t in workers:
         t.start()
-    outcomes = []
+    pids = []
     try:
         for _ in range(20):
             time.sleep(0.005)
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child
-                signal.alarm(10)  # watchdog: a deadlocked child dies of SIGALRM
                 code = 0
                 try:
-                    breaker.reset()
-                    for _ in range(3):
-                        try:
-                            breaker.call(_boom)
-                        except RuntimeError:
-                            pass
-                    if breaker.state is not sg.BreakerState.OPEN:
-                        code = 3
+                    child()
                 except BaseException:
                     code = 2
                 os._exit(code)
-            outcomes.append(pid)
+            pids.append(pid)
     finally:
         stop.set()
-        for t in threads:
+        for t in workers:
             t.join()
-    codes = []
-    for pid in outcomes:
-        _, status = os.waitpid(pid, 0)
-        codes.append(os.waitstatus_to_exitcode(status))
-    assert codes == [0] * 20, codes
+    codes: dict[int, int] = {}
+    deadline = time.monotonic() + 15.0
+    while len(codes) < len(pids):
+        for pid in pids:
+            if pid in codes:
+                continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                codes[pid] = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                codes[pid] = -9
+        time.sleep(0.01)
+    return [codes[pid] for pid in pids]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_children_forked_while_threads_hammer_a_breaker_never_hang() -> None:
+    """20 forks while 4 threads keep a breaker's lock busy: every child runs to the end."""
+    breaker = sg.CircuitBreaker("forked", failure_threshold=3, open_timeout=0.001)
+
+    def step(index: int) -> None:
+        with contextlib.suppress(RuntimeError, sg.CircuitOpenError):
+            breaker.call(_boom)  # failures and trips: the lock is taken on every call
+        _ = breaker.state
+
+    def child() -> None:
+        breaker.reset()
+        for _ in range(3):
+            with contextlib.suppress(RuntimeError):
+                breaker.call(_boom)
+        assert breaker.state is sg.BreakerState.OPEN
+
+    assert fork_while_busy(step, child) == [0] * 20
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_children_forked_while_threads_use_everything_never_hang() -> None:
     """20 forks while 4 threads call a @protected function with a pool, read its window
-    figures and render its registry: each child does all of that again, within a watchdog."""
+    figures, render its registry and go through a WSGIMiddleware: each child does all of
+    that again."""
     registry = CollectorRegistry()
     name = "fork-everything"
     metrics = sg.Metrics(name, registry=registry)
@@ -130,72 +156,34 @@ def test_children_forked_while_threads_use_everything_never_hang() -> None:
         return [work(False).encode()]
 
     web = sg.WSGIMiddleware(hello, registry=registry)
-    stop = threading.Event()
+    calls = itertools.count()
 
-    def hammer(index: int) -> None:
-        i = 0
-        while not stop.is_set():
-            i += 1
-            try:
-                work(i % 3 == 0)
-            except (RuntimeError, sg.SwitchgearError):
-                pass
-            if index == 0:
-                metrics.window_stats()
-            elif index == 1:
-                generate_latest(registry)
-                _get(web, "/metrics")  # the middleware's rendering gate and route cache
-                with contextlib.suppress(sg.SwitchgearError):  # the breaker may be open
-                    _get(web, "/hello")
-            elif index == 2:
-                pool.stats()
+    def step(index: int) -> None:
+        with contextlib.suppress(RuntimeError, sg.SwitchgearError):
+            work(next(calls) % 3 == 0)
+        if index == 0:
+            metrics.window_stats()
+        elif index == 1:
+            generate_latest(registry)
+            _get(web, "/metrics")  # the middleware's rendering gate and route cache
+            with contextlib.suppress(sg.SwitchgearError):  # the breaker may be open
+                _get(web, "/hello")
+        elif index == 2:
+            pool.stats()
 
-    threads = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(4)]
-    for t in threads:
-        t.start()
-    pids = []
-    try:
-        for _ in range(20):
-            time.sleep(0.005)
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child
-                signal.alarm(10)  # watchdog: a deadlocked child dies of SIGALRM
-                code = 0
-                try:
-                    breaker.reset()
-                    assert work(False) == "ok"
-                    metrics.window_stats()
-                    assert b"switchgear_requests_total" in generate_latest(registry)
-                    assert _get(web, "/hello") == b"ok"
-                    assert b"switchgear_requests_total" in _get(web, "/metrics")
-                    with pool.lease(timeout=5):
-                        pass
-                except BaseException:
-                    code = 2
-                os._exit(code)
-            pids.append(pid)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    codes = []
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        codes.append(os.waitstatus_to_exitcode(status))
-    assert codes == [0] * 20, codes
+    def child() -> None:
+        breaker.reset()
+        assert work(False) == "ok"
+        metrics.window_stats()
+        assert b"switchgear_requests_total" in generate_latest(registry)
+        assert _get(web, "/hello") == b"ok"
+        assert b"switchgear_requests_total" in _get(web, "/metrics")
+        with pool.lease(timeout=5):
+            pass
+
+    assert fork_while_busy(step, child) == [0] * 20
     pool.close()
 
 
 def _get(app: Any, path: str) -> bytes:
-    """One GET through a WSGI app, in this thread: the body."""
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "test",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-    }
-    return b"".join(app(environ, lambda status, headers, exc=None: None))
+    return wsgi_get(app, path)[1]

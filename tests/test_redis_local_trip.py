@@ -37,17 +37,11 @@ from tests.test_redis import (
     transitions,
     wait_for,
 )
+from tests.test_redis import server as server  # the module's redis-server fixture
 
 # How long another process may take to see a change (max_staleness) plus slack for a
 # loaded 2-core machine.
 SEEN_WITHIN = STALENESS + 0.6
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = start_server(tmp_path_factory)
-    yield srv
-    srv.kill()
 
 
 @pytest.fixture

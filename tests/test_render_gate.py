@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 import switchgear as sg
 from switchgear._render_gate import RenderGate
+from tests.conftest import wsgi_get
 
 SCRAPERS = 32
 SECONDS = 1.0
@@ -75,25 +76,7 @@ def test_formats_are_rendered_apart_and_a_failure_reaches_its_sharers() -> None:
 
 
 def _scrape_wsgi(app: Any, path: str = "/metrics") -> tuple[str, bytes]:
-    status: list[str] = []
-
-    def start_response(s: str, headers: Iterable[tuple[str, str]], exc: Any = None) -> None:
-        status.append(s)
-
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "test",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-        "wsgi.errors": None,
-    }
-    body = b"".join(app(environ, start_response))
-    return status[0], body
+    return wsgi_get(app, path)
 
 
 def test_a_scrape_flood_on_the_middleware_renders_at_most_ten_times_a_second() -> None:
