@@ -205,3 +205,16 @@ def test_a_waiter_gets_a_resource_made_for_a_caller_that_gave_up(gated: GatedFac
     assert got == gated.made
     pool.release(got[0])
     pool.close()
+
+
+def test_an_async_factory_is_refused_by_name() -> None:
+    async def connect() -> Engine:
+        return Engine(0)
+
+    class AsyncCallable:
+        async def __call__(self) -> Engine:
+            return Engine(0)
+
+    for factory in (connect, AsyncCallable()):
+        with pytest.raises(TypeError, match="factory"):
+            sg.DynamicPool(factory, min_size=0)

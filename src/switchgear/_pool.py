@@ -27,8 +27,10 @@ Design notes (why, not what):
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
+import inspect
 import itertools
 import logging
 import os
@@ -222,6 +224,15 @@ class DynamicPool(Generic[T]):
                 return Slot(next(numbers))
 
         self._factory: Callable[[], T] = v.callable_("factory", factory)
+        if inspect.iscoroutinefunction(factory) or inspect.iscoroutinefunction(
+            getattr(factory, "__call__", None)  # noqa: B004 - an object with an async __call__
+        ):
+            # Its "resource" would be an un-awaited coroutine; acquire() and the autoscaler
+            # create resources on threads, with no event loop to run it.
+            raise TypeError(
+                "factory must be a plain callable returning the resource, not an async one "
+                "(create it with asyncio.run_coroutine_threadsafe on your loop, if it must be)"
+            )
         self._closer = v.optional_callable("close", close)
         self._name = v.name("name", name)
         self._min = v.integer("min_size", min_size, minimum=0)
@@ -566,12 +577,9 @@ class DynamicPool(Generic[T]):
 
     def _start_creation(self, creation: _Creation | None = None) -> _Creation:
         creation = creation or _Creation()
-        threading.Thread(
-            target=self._run_creation,
-            args=(creation,),
-            name=f"switchgear-pool-{self._name}-create",
-            daemon=True,
-        ).start()
+        # The low-level start: threading.Thread.start() waits until the new thread runs,
+        # which on a busy machine can hold an event loop for a scheduler slice or more.
+        _thread.start_new_thread(self._run_creation, (creation,))
         return creation
 
     def _run_creation(self, creation: _Creation) -> None:
