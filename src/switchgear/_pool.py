@@ -535,8 +535,12 @@ class DynamicPool(Generic[T]):
         return resource
 
     def _create_within(self, limit: float | None, start: float) -> T:
-        """A cold start for a thread caller, bounded by what is left of its ``limit``."""
-        if limit is None or self._instant:
+        """A cold start for a thread caller, bounded by what is left of its ``limit``.
+
+        ``timeout=0`` asks never to wait in line; the cold start it may trigger is made here,
+        as with no timeout (a positive timeout is what bounds a slow factory).
+        """
+        if not limit or self._instant:
             return self._create_reserved()
         creation = self._start_creation()
         remaining = max(limit - (self._clock() - start), 0.0)
@@ -561,7 +565,7 @@ class DynamicPool(Generic[T]):
         creation.notify = lambda: _wake_loop(loop, woken)
         self._start_creation(creation)
         try:
-            if limit is None:
+            if not limit:  # no timeout, or timeout=0 (never wait in line): as in _create_within
                 await asyncio.shield(woken)
             else:
                 remaining = max(limit - (self._clock() - start), 0.0)
