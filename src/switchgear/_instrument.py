@@ -19,6 +19,7 @@ logger = logging.getLogger("switchgear")
 
 _lock = threading.Lock()
 _applied: set[str] = set()
+_reported: set[str] = set()  # targets whose failure to apply was logged
 
 
 def _parse(target: object) -> tuple[str, str]:
@@ -39,18 +40,22 @@ def _parse(target: object) -> tuple[str, str]:
 
 
 def _resolve(target: str, module: ModuleType, attribute: str) -> tuple[Any, str, Any]:
-    """``(parent, attribute name, raw value)`` of ``attribute`` in ``module``, or ValueError."""
-    try:
-        parent, attr, original = wrapt.resolve_path(module, attribute)
-    except AttributeError:
-        raise ValueError(
-            f"target {target!r}: module {module.__name__!r} has no {attribute!r}"
-        ) from None
+    """``(parent, attribute name, raw value)`` of ``attribute`` in ``module``.
+
+    Raises ValueError naming the first part of the path that is missing, and TypeError when
+    the target is not callable.
+    """
+    owner: Any = module
+    for part in attribute.split("."):
+        if not hasattr(owner, part):
+            where = getattr(owner, "__qualname__", None) or getattr(owner, "__name__", "?")
+            raise ValueError(f"target {target!r}: {where} has no attribute {part!r}")
+        owner = getattr(owner, part)
+    parent, attr, original = wrapt.resolve_path(module, attribute)
     # The raw class attribute, so classmethod/staticmethod keep their kind.
     raw = vars(parent).get(attr, original) if isinstance(parent, type) else original
-    bound = getattr(parent, attr, None)  # a classmethod object is callable only once bound
-    if not callable(bound):
-        raise ValueError(f"target {target!r} is not callable (it is a {type(bound).__name__})")
+    if not callable(owner):  # the bound attribute: a classmethod object is callable once bound
+        raise TypeError(f"target {target!r} must be callable, not {type(owner).__name__}")
     return parent, attr, raw
 
 
@@ -92,12 +97,18 @@ def instrument(target: str, /, **options: Any) -> None:
     def on_import(module: ModuleType) -> None:
         try:
             patch(module)
-        except Exception:
-            # Raising here would fail the import of the module, far from this call.
-            logger.exception(
-                "switchgear: instrument(%r) could not be applied; %s is left unpatched",
-                target,
-                module_name,
-            )
+        except Exception as error:
+            # Raising here would fail the import of the module, far from this call. Said
+            # once per target, however often it was instrumented.
+            with _lock:
+                first = target not in _reported
+                _reported.add(target)
+            if first:
+                logger.error(
+                    "switchgear: instrument(%r) could not be applied (%s); %s is left unpatched",
+                    target,
+                    error,
+                    module_name,
+                )
 
     wrapt.register_post_import_hook(on_import, module_name)

@@ -155,24 +155,11 @@ def _plan(
     timeout: object,
     resource_arg: str | None,
 ) -> _Plan:
-    if breaker is not None and not isinstance(breaker, CircuitBreaker):
-        raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
-    if metrics is not None and not isinstance(metrics, Metrics):
-        raise TypeError(f"metrics must be a switchgear.Metrics, not {type(metrics).__name__}")
-    if pool is not None and not isinstance(pool, DynamicPool):
-        raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
     if name is None:
+        _check_components(None, breaker, pool, metrics)
         name = breaker.name if breaker is not None else _default_name(fn)
     v.name("name", name)
-    if breaker is not None and breaker.name != name:
-        raise ValueError(
-            f"breaker is named {breaker.name!r} but the protected name is {name!r}; "
-            "they must match (metrics and status are keyed by that name)"
-        )
-    if metrics is not None and metrics.name != name:
-        raise ValueError(
-            f"metrics is named {metrics.name!r} but the protected name is {name!r}; they must match"
-        )
+    _check_components(name, breaker, pool, metrics)
     v.optional_callable("fallback", fallback)
     timeout_s = v.optional_seconds("timeout", timeout)
     _check_resource_arg(resource_arg, pool)
@@ -194,6 +181,27 @@ def _plan(
             unregister_breaker(breaker)
         raise
     return _Plan(name, breaker, metrics, pool, fallback, timeout_s, resource_arg)
+
+
+def _check_components(name: str | None, breaker: object, pool: object, metrics: object) -> None:
+    """The components' types, and that they carry the protected ``name`` (when known)."""
+    if breaker is not None and not isinstance(breaker, CircuitBreaker):
+        raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
+    if metrics is not None and not isinstance(metrics, Metrics):
+        raise TypeError(f"metrics must be a switchgear.Metrics, not {type(metrics).__name__}")
+    if pool is not None and not isinstance(pool, DynamicPool):
+        raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
+    if name is None:
+        return
+    if breaker is not None and breaker.name != name:
+        raise ValueError(
+            f"breaker is named {breaker.name!r} but the protected name is {name!r}; "
+            "they must match (metrics and status are keyed by that name)"
+        )
+    if metrics is not None and metrics.name != name:
+        raise ValueError(
+            f"metrics is named {metrics.name!r} but the protected name is {name!r}; they must match"
+        )
 
 
 def _check_resource_arg(resource_arg: object, pool: object) -> None:
@@ -275,6 +283,7 @@ def protected(
         # Validate what can be validated before the function is seen.
         if name is not None:
             v.name("name", name)
+        _check_components(name, breaker, pool, metrics)
         if timeout is not None:
             v.seconds("timeout", timeout)
         if fallback is not None:
