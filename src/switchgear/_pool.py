@@ -546,9 +546,8 @@ class DynamicPool(Generic[T]):
         remaining = max(limit - (self._clock() - start), 0.0)
         try:
             finished = creation.done.wait(min(remaining, _TIMEOUT_MAX))
-        except BaseException:  # KeyboardInterrupt: what is made meanwhile goes to the pool
-            if not self._give_up(creation) and creation.error is None:
-                self._return(creation.resource)
+        except BaseException:  # KeyboardInterrupt
+            self._walk_away(creation)
             raise
         if not finished and self._give_up(creation):
             raise PoolTimeoutError(self._name, limit)
@@ -573,9 +572,8 @@ class DynamicPool(Generic[T]):
         except (asyncio.TimeoutError, TimeoutError):
             if self._give_up(creation):
                 raise PoolTimeoutError(self._name, limit or 0.0) from None
-        except BaseException:  # cancelled: what is made meanwhile goes to the pool
-            if not self._give_up(creation) and creation.error is None:
-                self._return(creation.resource)
+        except BaseException:  # cancelled
+            self._walk_away(creation)
             raise
         return self._created(creation)
 
@@ -618,6 +616,11 @@ class DynamicPool(Generic[T]):
                 return False
             creation.abandoned = True
             return True
+
+    def _walk_away(self, creation: _Creation) -> None:
+        """The caller leaves for good: what is made, now or later, goes to the pool."""
+        if not self._give_up(creation) and creation.error is None:
+            self._return(creation.resource)
 
     def _created(self, creation: _Creation) -> T:
         if creation.error is not None:

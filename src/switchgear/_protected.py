@@ -156,8 +156,7 @@ def _plan(
     resource_arg: str | None,
 ) -> _Plan:
     if name is None:
-        _check_components(None, breaker, pool, metrics)
-        name = breaker.name if breaker is not None else _default_name(fn)
+        name = breaker.name if isinstance(breaker, CircuitBreaker) else _default_name(fn)
     v.name("name", name)
     _check_components(name, breaker, pool, metrics)
     v.optional_callable("fallback", fallback)
