@@ -16,7 +16,7 @@ Every error the library raises on its own derives from :class:`SwitchgearError`
 
 from __future__ import annotations
 
-from ._breaker import BreakerState, CircuitBreaker
+from ._breaker.breaker import BreakerState, CircuitBreaker
 from ._errors import (
     CircuitOpenError,
     PoolClosedError,
@@ -25,9 +25,9 @@ from ._errors import (
     SwitchgearError,
 )
 from ._instrument import instrument
-from ._metrics import LATENCY_BUCKETS, Metrics, Stats, WindowStats
-from ._metrics_archive import mark_process_dead
-from ._pool import DynamicPool, PoolStats
+from ._metrics.archive import mark_process_dead
+from ._metrics.facade import LATENCY_BUCKETS, Metrics, Stats, WindowStats
+from ._pool.pool import DynamicPool, PoolStats
 from ._protected import protected
 from .asgi import ASGIMiddleware
 from .wsgi import WSGIMiddleware

@@ -17,11 +17,11 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar, overload
 
 from . import _validate as v
-from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from ._breaker.breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from ._breaker.registry import breaker_named, register_breaker, unregister_breaker
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
-from ._metrics import Metrics
-from ._pool import DynamicPool
-from ._registry import breaker_named, register_breaker, unregister_breaker
+from ._metrics.facade import Metrics
+from ._pool.pool import DynamicPool
 
 __all__ = ["protected"]
 

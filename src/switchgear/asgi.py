@@ -17,14 +17,14 @@ import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
-from ._endpoints import Response
+from ._breaker.breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
-from ._http_auth import Headers
-from ._http_core import HttpMiddlewareBase, Route, log_once
-from ._http_options import HttpOptions
-from ._pool import _MISSING as _NO_RESOURCE
-from ._routes import METHODS, ROUTE_KEY, asgi_template
+from ._http.auth import Headers
+from ._http.core import HttpMiddlewareBase, Route, log_once
+from ._http.endpoints import Response
+from ._http.options import HttpOptions
+from ._http.routes import METHODS, ROUTE_KEY, asgi_template
+from ._pool.pool import _MISSING as _NO_RESOURCE
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -22,7 +22,7 @@ import redis
 import redis.asyncio
 
 from . import _validate as v
-from ._storage import Storage
+from ._breaker.storage import Storage
 
 __all__ = ["RedisStorage"]
 
@@ -74,11 +74,11 @@ class RedisStorage(Storage):
         target: type[RedisStorage] = cls
         if cls is RedisStorage:
             if isinstance(client, redis.asyncio.Redis):
-                from ._redis_async import AsyncRedisStorage
+                from ._redis.task_driver import AsyncRedisStorage
 
                 target = AsyncRedisStorage
             elif isinstance(client, redis.Redis):
-                from ._redis_sync import SyncRedisStorage
+                from ._redis.thread_driver import SyncRedisStorage
 
                 target = SyncRedisStorage
             else:

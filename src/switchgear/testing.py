@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from ._registry import breakers
+from ._breaker.registry import breakers
 
 __all__ = ["FakeClock", "reset_breakers"]
 

@@ -17,15 +17,15 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, CircuitBreaker
-from ._endpoints import Response, reason_phrase
+from ._breaker.breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, CircuitBreaker
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
-from ._http_auth import Headers
-from ._http_core import HttpCore, HttpMiddlewareBase, Route, log_once
-from ._http_django import django_route_middleware
-from ._http_options import HttpOptions
-from ._pool import _MISSING as _NO_RESOURCE
-from ._routes import ROUTE_KEY, method_label, wsgi_template
+from ._http.auth import Headers
+from ._http.core import HttpCore, HttpMiddlewareBase, Route, log_once
+from ._http.django_glue import django_route_middleware
+from ._http.endpoints import Response, reason_phrase
+from ._http.options import HttpOptions
+from ._http.routes import ROUTE_KEY, method_label, wsgi_template
+from ._pool.pool import _MISSING as _NO_RESOURCE
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -1,6 +1,6 @@
 """The three Grafana dashboards (Grafana 11 JSON model), built from plain Python.
 
-Conventions every panel follows (``tests/test_dashboards.py`` checks them all):
+Conventions every panel follows (``tests/integration/test_dashboards.py`` checks them all):
 
 * one ``datasource`` variable; every panel, target and annotation uses
   ``{"type": "prometheus", "uid": "${datasource}"}``, so file provisioning works as well as

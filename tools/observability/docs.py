@@ -269,7 +269,7 @@ def render_dashboards_doc(config: Config = DEFAULT) -> str:
         ".venv/bin/python -m tools.observability --check  # exit 1 and list stale files",
         "```",
         "",
-        "`tests/test_dashboards.py` lints the result: the datasource variable on every "
+        "`tests/integration/test_dashboards.py` lints the result: the datasource variable on every "
         "panel and target, `$__rate_interval` in every rate, a unit and a description on every "
         "panel, current panel types, unique panel ids, non-overlapping grid positions, every "
         "metric name known to the design's metric list (or a recording rule), and every "

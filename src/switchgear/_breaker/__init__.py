@@ -1,0 +1,1 @@
+"""The circuit breaker: state machine, shared-state link, storage contract, registry."""

@@ -1,0 +1,371 @@
+"""The contract between a breaker and a shared store of its state, free of I/O.
+
+A breaker with ``storage=`` never touches the network on the caller's thread. Under its own
+short lock it writes what the store must learn into an :class:`Outbox` (counted outcomes,
+trial results, permit requests, a manual command) and pokes the storage. The storage's
+worker (a thread, or an asyncio task for an asyncio client) collects the outboxes, performs
+one atomic exchange per breaker with the store, and hands each breaker back a
+:class:`Reply` describing the shared state, which the breaker adopts.
+
+Why it is shaped like this:
+
+* Callers are never blocked by the store, whatever it does: the worst a dead or slow store
+  can do is delay the worker, and a breaker that has not heard from the store for
+  ``max_staleness + timeout`` seconds decides on its own local state (degraded mode).
+* The store applies every transition itself (atomically) and reports which transitions
+  *this* exchange performed, so exactly one process counts each transition.
+* This module holds the scheduling and health bookkeeping common to every driver
+  (:class:`Storage`); drivers only move bytes (:mod:`switchgear._redis.thread_driver`,
+  :mod:`switchgear._redis.task_driver`).
+"""
+
+from __future__ import annotations
+
+import abc
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .. import _validate as v
+
+__all__ = ["Outbox", "Peer", "Reply", "Rules", "Storage"]
+
+logger = logging.getLogger("switchgear")
+
+# Outcomes as the store sees them (same values as the breaker's SUCCESS/FAILURE/NEUTRAL).
+TRIAL_SUCCESS = 1
+TRIAL_FAILURE = 0
+TRIAL_RELEASE = -1
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The parts of a breaker's configuration the store needs to decide transitions."""
+
+    failure_threshold: int
+    success_threshold: int
+    open_timeout: float
+    half_open_max_calls: int
+    failure_rate_threshold: float | None
+    slow_call_rate_threshold: float | None
+    window: float
+    minimum_calls: int
+
+
+@dataclass
+class Outbox:
+    """What one breaker tells the store in one exchange (all fields optional)."""
+
+    epoch: int = -1  # the store generation the closed counts below belong to
+    seed_state: str = "closed"  # used only if the store has no state for this breaker
+    seed_age: float = 0.0  # seconds the seed state has lasted
+    reset: bool = False  # a success happened: the consecutive-failure streak restarts
+    streak: int = 0  # failures since the last success (or since the last exchange)
+    lead: int = 0  # with reset: the failures before the first success (they extend the store's)
+    peak: int = 0  # with reset: the longest run of failures between two successes
+    calls: int = 0  # rate rules: calls, failures and slow calls since the last exchange
+    failures: int = 0
+    slow: int = 0
+    trials: list[tuple[int, int]] = field(default_factory=list)  # (permit, outcome)
+    acquire: int = 0  # trial permits wanted
+    command: str = ""  # "", "reset", "forced_open" or "disabled"
+    reseed_from: str = ""  # replace a seed this breaker wrote that is now out of date
+    # A trip made locally, proposed to the store: the epoch its evidence belongs to.
+    trip_epoch: int | None = None
+
+    def has_counts(self) -> bool:
+        return self.reset or self.streak > 0 or self.calls > 0
+
+    def pending(self) -> bool:
+        """Whether the store has anything to learn from this outbox."""
+        return bool(self.has_counts() or self.trials or self.command or self.trip_epoch is not None)
+
+    def then(self, later: Outbox) -> Outbox:
+        """One outbox saying what this one and then ``later`` say (an unsent one, resent).
+
+        The failure runs keep their meaning: the run before the first success extends the
+        store's streak, and the longest complete run between successes is kept.
+        """
+        merged = Outbox(
+            epoch=self.epoch,
+            calls=self.calls + later.calls,
+            failures=self.failures + later.failures,
+            slow=self.slow + later.slow,
+            trials=[*self.trials, *later.trials],
+            acquire=max(self.acquire, later.acquire),
+            command=later.command or self.command,
+            reseed_from=self.reseed_from or later.reseed_from,
+        )
+        if not later.reset:
+            merged.reset, merged.lead, merged.peak = self.reset, self.lead, self.peak
+            merged.streak = self.streak + later.streak
+        else:
+            merged.reset, merged.streak = True, later.streak
+            if self.reset:
+                merged.lead = self.lead
+                merged.peak = max(self.peak, later.peak, self.streak + later.lead)
+            else:
+                merged.lead, merged.peak = self.streak + later.lead, later.peak
+        return merged
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The shared state after one exchange, and what the exchange itself did."""
+
+    before: str  # state found by the exchange, before it changed anything
+    state: str
+    epoch: int  # increases by one on every transition in the store
+    age: float  # seconds spent in ``state`` so far (store clock)
+    failures: int  # consecutive failures (CLOSED)
+    successes: int  # trial successes (HALF_OPEN)
+    permits: int  # trial permits outstanding fleet-wide
+    moves: tuple[tuple[str, str], ...]  # automatic transitions this exchange performed
+    granted: tuple[int, ...]  # trial permits granted to this breaker
+    seeded: bool = False  # this exchange created the shared state from the outbox's seed
+
+
+class Peer(Protocol):
+    """The breaker side of the contract (see ``SharedCircuitBreaker``)."""
+
+    name: str
+
+    @property
+    def rules(self) -> Rules: ...
+
+    def _storage_outbox(self, now: float, refresh: float, force: bool = False) -> Outbox | None:
+        """The writes to send now, or None if nothing is pending and no refresh is due.
+
+        ``force``: anything pending goes now, batched successes included (a flush).
+        """
+
+    def _storage_reply(self, outbox: Outbox, reply: Reply, now: float, refresh: float) -> None:
+        """Adopt the shared state of ``reply`` (the answer to ``outbox``)."""
+
+    def _storage_lost(self, outbox: Outbox | None, retry_at: float) -> None:
+        """The store did not answer: decide locally until it does."""
+
+    def _storage_due(self) -> float:
+        """When (``time.monotonic``) this breaker next needs an exchange."""
+
+    def _storage_stopped(self) -> None:
+        """The worker stopped with its event loop: attach again on the next call."""
+
+    def _storage_forked(self) -> None:
+        """In a forked child: drop what is pending (the parent sends it)."""
+
+    def _storage_pending(self) -> bool:
+        """Whether the store still has something to learn from this breaker."""
+
+    def _storage_unsent(self, outbox: Outbox) -> None:
+        """``outbox`` was taken for an exchange that never ran: send it with the next one."""
+
+
+class Storage(abc.ABC):
+    """Where breakers with ``storage=`` keep their state; drivers subclass this.
+
+    Holds the breakers (weakly), plans each round of exchanges, and tracks the store's
+    health: ``degraded`` is True from the first failed exchange (or a worker stuck for longer
+    than ``max_staleness + timeout``) until an exchange succeeds again; the change is logged
+    once each way, never per call.
+    """
+
+    def __init__(self, *, max_staleness: float, timeout: float, key_ttl: float) -> None:
+        self.max_staleness = max_staleness
+        self.timeout = timeout
+        self.key_ttl = key_ttl
+        # A breaker that has not heard from the store for this long decides locally.
+        self.stale_after = max_staleness + timeout
+        self._peers: list[weakref.ref[Peer]] = []
+        self._peers_lock = threading.Lock()
+        self._degraded = False
+        self._degraded_lock = threading.Lock()  # so each outage is logged exactly once
+        self._last_ok = time.monotonic()
+        # Breakers with writes not yet sent, held strongly: a breaker dropped by its code
+        # right after failing (the end of a request, an invocation, a job) still has them sent.
+        self._held: set[Peer] = set()
+        _live.add(self)
+
+    # -- used by breakers -----------------------------------------------------------------
+
+    def attach(self, peer: Peer) -> bool:
+        """Start keeping ``peer`` in sync; False if the worker cannot run yet (no event loop)."""
+        with self._peers_lock:
+            if not any(ref() is peer for ref in self._peers):
+                self._peers = [ref for ref in self._peers if ref() is not None]
+                self._peers.append(weakref.ref(peer))
+                if not self._degraded:
+                    # A new breaker trusts the store until its first answer is overdue.
+                    self._last_ok = time.monotonic()
+        running = self._start()
+        if running:
+            self.wake()
+        return running
+
+    def hold(self, peer: Peer) -> None:
+        """Keep ``peer`` (and this storage) alive until its pending writes are sent.
+
+        Safe under a breaker's lock: two set insertions, no lock of its own.
+        """
+        self._held.add(peer)
+        _busy.add(self)
+
+    @abc.abstractmethod
+    def wake(self) -> None:
+        """Ask the worker for a round soon; never blocks, safe under a breaker's lock."""
+
+    def stale(self, now: float) -> bool:
+        """Whether the worker has not completed an exchange for ``stale_after`` seconds."""
+        if now - self._last_ok <= self.stale_after:
+            return False
+        self._set_degraded(f"no answer from the store for {now - self._last_ok:.3f}s")
+        return True
+
+    @property
+    def degraded(self) -> bool:
+        """True while the store is unreachable or too slow and breakers use local state."""
+        return self._degraded
+
+    def check_rules(self, rules: Rules) -> None:
+        """Refuse a breaker whose state could expire from the store while it is in use."""
+        if self.key_ttl <= rules.open_timeout:
+            raise ValueError(
+                f"storage: key_ttl ({self.key_ttl!r} s) must be longer than the breaker's "
+                f"open_timeout ({rules.open_timeout!r} s), or an open breaker's state could expire"
+            )
+
+    @abc.abstractmethod
+    def flush(self, timeout: v.Seconds | None = None) -> bool:
+        """Write everything pending to the store now; wait at most ``timeout`` seconds.
+
+        True when every pending write reached the store.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush (bounded by ``timeout``), then stop the worker."""
+
+    # -- used by drivers ------------------------------------------------------------------
+
+    def _forked(self) -> None:
+        """In a forked child: fresh locks, and the breakers drop the parent's pending writes."""
+        self._peers_lock = threading.Lock()
+        self._degraded_lock = threading.Lock()
+        for peer in self._live_peers():
+            peer._storage_forked()
+        self._held = set()
+        _busy.discard(self)
+
+    def _exit(self, timeout: float) -> None:
+        """At interpreter exit: flush within ``timeout``; never wait longer."""
+        self.flush(timeout)
+
+    @abc.abstractmethod
+    def _start(self) -> bool:
+        """Make sure the worker runs; False if it cannot (yet)."""
+
+    def _live_peers(self) -> list[Peer]:
+        peers = []
+        for ref in self._peers:
+            peer = ref()
+            if peer is not None:
+                peers.append(peer)
+        return peers
+
+    def _plan(self, now: float, force: bool = False) -> list[tuple[Peer, Outbox]]:
+        """The exchanges of one round: every breaker with pending writes or a due refresh."""
+        refresh = self.max_staleness / 2
+        work = []
+        held, self._held = self._held, set()
+        for peer in self._live_peers():
+            outbox = peer._storage_outbox(now, refresh, force)
+            if outbox is not None:
+                work.append((peer, outbox))
+            if peer._storage_pending():
+                self._held.add(peer)
+        del held  # what was held is now in ``work`` or held again
+        if not self._held:
+            _busy.discard(self)
+            if self._held:  # a breaker was held again meanwhile
+                _busy.add(self)
+        return work
+
+    def _delivered(self, work: Sequence[tuple[Peer, Outbox]], replies: Sequence[Reply]) -> None:
+        now = time.monotonic()
+        self._last_ok = now
+        with self._degraded_lock:
+            recovered = self._degraded
+            self._degraded = False
+        if recovered:
+            logger.info("switchgear: %s is reachable again; breakers share state again", self)
+        refresh = self.max_staleness / 2
+        for (peer, outbox), reply in zip(work, replies, strict=True):
+            peer._storage_reply(outbox, reply, now, refresh)
+
+    def _unsent(self, work: Sequence[tuple[Peer, Outbox]]) -> None:
+        """The round was abandoned before its exchange (its event loop is ending)."""
+        for peer, outbox in work:
+            peer._storage_unsent(outbox)
+
+    def _failed(self, work: Sequence[tuple[Peer, Outbox]], error: BaseException) -> None:
+        self._set_degraded(f"{type(error).__name__}: {error}")
+        retry_at = time.monotonic() + self.max_staleness
+        sent = {id(peer): outbox for peer, outbox in work}
+        for peer in self._live_peers():
+            peer._storage_lost(sent.get(id(peer)), retry_at)
+
+    def _set_degraded(self, reason: str) -> None:
+        with self._degraded_lock:
+            first = not self._degraded
+            self._degraded = True
+        if first:
+            # Once per outage, not per call or per retry.
+            logger.warning(
+                "switchgear: %s is unreachable or too slow (%s); breakers use local state "
+                "until it answers again",
+                self,
+                reason,
+            )
+
+    def _next_wait(self, now: float) -> float:
+        """Seconds until the earliest breaker needs an exchange (at most max_staleness / 2)."""
+        wait = self.max_staleness / 2
+        for peer in self._live_peers():
+            wait = min(wait, peer._storage_due() - now)
+        return max(wait, 0.001)
+
+
+# Every storage of this process, for the exit flush and the fork handler.
+_live: weakref.WeakSet[Storage] = weakref.WeakSet()
+# Storages holding breakers with unsent writes, kept alive until those are sent.
+_busy: set[Storage] = set()
+
+
+def _flush_at_exit() -> None:
+    # Bounded as a whole by the longest storage timeout: exit is never held up for longer,
+    # whatever the stores do.
+    storages = list(_live)
+    if not storages:
+        return
+    deadline = time.monotonic() + max(storage.timeout for storage in storages)
+    for storage in storages:
+        try:
+            storage._exit(max(deadline - time.monotonic(), 0.0))
+        except Exception:
+            logger.exception("switchgear: flushing %s at exit failed", storage)
+
+
+def _forked_child() -> None:
+    for storage in list(_live):
+        storage._forked()
+
+
+atexit.register(_flush_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)

@@ -1,0 +1,1 @@
+"""The HTTP middlewares' shared core: options, routes, endpoints, auth, framework glue."""

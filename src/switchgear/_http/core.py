@@ -1,0 +1,620 @@
+"""What the ASGI and WSGI middleware share: options, per-route components, recording.
+
+The adapters (``asgi.py``, ``wsgi.py``) do the I/O; this module decides. Per request they
+call :meth:`HttpCore.lookup` (one dict lookup: the route learned for this path), admit on
+the breaker it names, run the app, then :meth:`HttpCore.complete` once with the outcome.
+
+Why recording is split the way it is:
+
+* The breaker must decide *before* the app runs, but the route is only known *after* the
+  framework matched it. Paths seen before are admitted on their route's breaker with the
+  breaker's token protocol, exactly like ``@protected``.
+* A path seen for the first time is admitted without a breaker decision (there is no route
+  to ask yet). Its result is then counted on the route's breaker only if that breaker is
+  CLOSED, as if it had been admitted at that moment: in HALF_OPEN it did not take a trial
+  permit, so it must not spend one or close the breaker; in OPEN nothing is counted anyway.
+  Its metrics are recorded normally. The next request to the path (or to any path of the
+  same shape, e.g. ``/items/<another id>``) goes through the breaker.
+* A failure inside recording (a metrics backend error, a user ``failure_status`` that
+  raises) is logged once and never reaches the user's request.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from prometheus_client.exposition import choose_encoder
+
+from .. import _validate as v
+from .._breaker.breaker import FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from .._breaker.registry import configuration_mismatch, peek, shared_breaker
+from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from .._metrics.facade import Metrics, live_metrics, live_pools, observe_pool
+from .._metrics.series import TimedSink
+from .._pool.pool import DynamicPool
+from .auth import Auth, Headers, make_auth
+from .endpoints import (
+    Response,
+    error_response,
+    json_response,
+    rejection_response,
+    status_document,
+)
+from .options import (
+    HttpOptions,
+    default_failure_status,
+    exclude_option,
+    int_option,
+    path_option,
+    probe_breaker,
+)
+from .options import breaker_options as breaker_options_
+from .render_gate import RenderGate
+from .routes import OTHER, UNMATCHED, EndpointIndex, RouteCache
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "ENDPOINT_METHODS",
+    "GLOBAL_BREAKER_NAME",
+    "HttpCore",
+    "HttpMiddlewareBase",
+    "Route",
+    "log_once",
+]
+
+logger = logging.getLogger("switchgear")
+
+#: The name of the one breaker used with ``breaker_per_route=False``.
+GLOBAL_BREAKER_NAME = "http"
+#: The methods ``metrics_path`` and ``status_path`` answer.
+ENDPOINT_METHODS = ("GET", "HEAD")
+
+_logged: set[str] = set()
+
+
+def log_once(key: str, message: str, *args: object) -> None:
+    """Log ``message`` (with the current exception, if any) the first time ``key`` is seen."""
+    if key in _logged:
+        return
+    _logged.add(key)
+    logger.error(message, *args, exc_info=sys.exc_info()[0] is not None)
+
+
+_NOT_SEEN = object()
+
+
+def _valid_name(key: str) -> bool:
+    try:
+        v.name("name", key)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _bucket_breaker(key: str, clock: Callable[[], float]) -> CircuitBreaker:
+    breaker = CircuitBreaker(key, clock=clock)
+    breaker.disable()
+    return breaker
+
+
+class Route:
+    """The components of one route key: its breaker and metrics, methods pre-bound."""
+
+    __slots__ = ("breaker", "key", "matched", "method", "metrics", "record", "reject", "template")
+
+    def __init__(
+        self,
+        key: str,
+        method: str,
+        template: str | None,
+        breaker: CircuitBreaker,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.key = key
+        self.method = method
+        self.template = template
+        self.breaker = breaker
+        self.metrics = metrics
+        # Called with the end time the middleware has just read: (now, duration, ok, cold).
+        self.record: TimedSink = metrics._recorder_for(clock)
+        self.reject: Callable[[str], None] = metrics._reject
+        # The framework's route object last seen to yield ``template`` with no mount in
+        # between (ASGI), or Flask's rule (WSGI): a later request that matched the same
+        # object has the same key. Nothing, not even None (no route), until one was seen.
+        self.matched: object = _NOT_SEEN
+
+    def __repr__(self) -> str:
+        return f"<Route {self.key!r}>"
+
+
+class HttpCore:
+    """Validated middleware options plus the live per-route components."""
+
+    def __init__(
+        self,
+        *,
+        metrics_path: object = "/metrics",
+        status_path: object = "/switchgear",
+        breaker_per_route: object = True,
+        failure_status: object = default_failure_status,
+        breaker_options: object = None,
+        pool: object = None,
+        exclude_paths: object = (),
+        endpoint_auth: object = None,
+        registry: object = None,
+        max_routes: object = 100,
+        pool_full_status: object = 503,
+        clock: object = time.monotonic,
+    ) -> None:
+        self.clock: Callable[[], float] = v.clock(clock)
+        self.metrics_path = path_option("metrics_path", metrics_path)
+        self.status_path = path_option("status_path", status_path)
+        if self.metrics_path is not None and self.metrics_path == self.status_path:
+            raise ValueError("metrics_path and status_path must differ")
+        if not isinstance(breaker_per_route, bool):
+            raise TypeError(
+                f"breaker_per_route must be a bool, not {type(breaker_per_route).__name__}"
+            )
+        self.breaker_per_route = breaker_per_route
+        self.failure_status: Callable[[Any], object] = v.callable_("failure_status", failure_status)
+        self.breaker_options = breaker_options_(breaker_options, self.clock)
+        # Every route's breaker has these options, so this one classifies exceptions for all.
+        self.classify = probe_breaker(self.breaker_options).classify
+        if pool is not None and not isinstance(pool, DynamicPool):
+            raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
+        self.pool: DynamicPool[Any] | None = pool
+        self.exclude_exact, self.exclude_prefixes = exclude_option(exclude_paths)
+        self.auth: Auth | None = make_auth(endpoint_auth)
+        if registry is not None:
+            from prometheus_client import CollectorRegistry
+
+            if not isinstance(registry, CollectorRegistry):
+                raise TypeError(
+                    "registry must be a prometheus_client.CollectorRegistry or None, "
+                    f"not {type(registry).__name__}"
+                )
+        self.registry = registry
+        # /metrics renderings, shared by concurrent scrapes (at most ten a second).
+        self.render_gate: RenderGate[tuple[bytes, str]] = RenderGate(interval=0.1)
+        self.max_routes = int_option("max_routes", max_routes, 1, 100_000)
+        self.pool_full_status = int_option("pool_full_status", pool_full_status, 400, 599)
+
+        # Paths answered by the middleware itself, or passed through untouched.
+        self.special: dict[str, str] = dict.fromkeys(self.exclude_exact, "exclude")
+        if self.metrics_path is not None:
+            self.special[self.metrics_path] = "metrics"
+        if self.status_path is not None:
+            self.special[self.status_path] = "status"
+
+        self.cache: RouteCache[Route] = RouteCache(10_000)
+        self.endpoints = EndpointIndex()
+        self._routes: dict[str, Route] = {}
+        self._counted = 0  # keys counted against max_routes
+        self._lock = threading.Lock()
+        _live.add(self)
+        self.global_breaker: CircuitBreaker | None = None
+        if not breaker_per_route:
+            self.global_breaker = self._global_breaker()
+            self._global_metrics = self._new_metrics(GLOBAL_BREAKER_NAME)
+            self._global_metrics.attach(self.global_breaker)
+        self._pool_attached = False
+        if self.pool is not None:
+            # Observed from now on, so the first requests' waits are in the histogram too.
+            observe_pool(self.pool, self.registry)
+
+    def forked(self) -> None:
+        """In a forked child (``gunicorn --preload``): fresh locks for every part."""
+        self._lock = threading.Lock()
+        self.cache.forked()
+        self.endpoints.forked()
+        self.render_gate.forked()
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def special_kind(self, path: str) -> str | None:
+        """``"metrics"``/``"status"`` for our endpoints, ``"exclude"`` for excluded paths."""
+        kind = self.special.get(path)
+        if kind is None and self.exclude_prefixes and path.startswith(self.exclude_prefixes):
+            return "exclude"
+        return kind
+
+    def circuit_rejection(self, route: Route | None, exc: CircuitOpenError) -> Response:
+        """Count a breaker rejection; the ``503`` answer (with ``Retry-After``) to send."""
+        self.reject(route, exc.reason)
+        return rejection_response(503, exc.reason, exc.name, exc.retry_after)
+
+    def pool_rejection(
+        self,
+        route: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        exc: PoolFullError | PoolTimeoutError,
+    ) -> Response:
+        """Give the breaker's permit back (the app never ran), count the rejection, answer."""
+        if breaker is not None:
+            breaker._finish(token, NEUTRAL, 0.0)
+        self.reject(route, exc.reason)
+        pool_name = self.pool.name if self.pool is not None else ""
+        name = route.key if route is not None else pool_name
+        return rejection_response(self.pool_full_status, exc.reason, name, 1.0)
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def _new_metrics(self, key: str) -> Metrics:
+        return Metrics(key, registry=self.registry, clock=self.clock)
+
+    def _global_breaker(self) -> CircuitBreaker:
+        """The breaker ``http``, shared with whatever already exports one under that name.
+
+        One name, one exported breaker per metrics registry: a ``@protected("http")``
+        function or another middleware on the same registry shares it, so ``/metrics`` shows
+        the state of the breaker that answers ``503``. Sharing one that was built with other
+        options would silently change this middleware's, so that is refused here.
+        """
+        wanted = probe_breaker(self.breaker_options)
+        existing = peek(GLOBAL_BREAKER_NAME, self.registry)
+        if existing is not None:
+            mismatch = configuration_mismatch(existing, wanted)
+            if mismatch is not None:
+                raise ValueError(
+                    f"breaker_per_route=False: a breaker named {GLOBAL_BREAKER_NAME!r} is "
+                    "already live in this metrics registry (a @protected function or another "
+                    f"middleware) with a different {mismatch}; one name has one breaker, so "
+                    "give both the same options, rename the other one, or pass this "
+                    "middleware a registry of its own"
+                )
+        options = self.breaker_options
+        return shared_breaker(
+            GLOBAL_BREAKER_NAME,
+            lambda: CircuitBreaker(GLOBAL_BREAKER_NAME, **options),
+            self.registry,
+        )
+
+    def lookup(self, method: str, path: str) -> Route | None:
+        """The route learned for this request's path, if any (one dict lookup on a hit)."""
+        return self.cache.get(method, path)
+
+    def route_for(self, method: str, template: str | None) -> Route:
+        """The route of ``method template`` (``<unmatched>`` for None), created on first use.
+
+        Beyond ``max_routes`` distinct keys, and for a key that cannot be a metrics name
+        (too long, control characters), new ones share ``<other>``.
+        """
+        key = UNMATCHED if template is None else f"{method} {template}"
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        with self._lock:
+            route = self._routes.get(key)
+            if route is not None:
+                return route
+            if template is not None and (self._counted >= self.max_routes or not _valid_name(key)):
+                key, template = OTHER, None
+                route = self._routes.get(key)
+                if route is not None:
+                    return route
+            route = self._create(key, method if template is not None else "", template)
+            if template is not None:
+                self._counted += 1
+            self._routes[key] = route
+            return route
+
+    def _create(self, key: str, method: str, template: str | None) -> Route:
+        metrics = self._new_metrics(key)
+        if self.global_breaker is not None:
+            breaker = self.global_breaker
+        elif template is None:
+            # <unmatched> and <other> gather many routes: a breaker tripped by one of them
+            # would answer 503 for all the others. Theirs admits everything and counts
+            # nothing (DISABLED, also what /metrics shows). Local even with shared storage.
+            breaker = shared_breaker(key, lambda: _bucket_breaker(key, self.clock), self.registry)
+            metrics.attach(breaker)
+        else:
+            # Shared by name with another middleware on this registry (or @protected on the
+            # default one): one name, one breaker, whose state is the one exported.
+            options = self.breaker_options
+            breaker = shared_breaker(key, lambda: CircuitBreaker(key, **options), self.registry)
+            metrics.attach(breaker)
+        if self.pool is not None and not self._pool_attached:
+            # The pool reports through one Metrics (its gauges are keyed by pool name).
+            metrics.attach(self.pool)
+            self._pool_attached = True
+        return Route(key, method, template, breaker, metrics, self.clock)
+
+    def routes(self) -> dict[str, Route]:
+        """A snapshot of the live routes by key."""
+        with self._lock:
+            return dict(self._routes)
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def status_outcome(self, status: object) -> int:
+        """FAILURE if ``failure_status(status)`` holds, else SUCCESS; never raises."""
+        try:
+            failed = bool(self.failure_status(status))
+        except Exception:
+            log_once("failure_status", "switchgear: failure_status(%r) raised", status)
+            failed = not isinstance(status, int) or status >= 500
+        return FAILURE if failed else SUCCESS
+
+    def reject(self, route: Route | None, reason: str) -> None:
+        """Count one rejection (on ``<unmatched>`` when the route is not known yet)."""
+        try:
+            if route is None:
+                route = self.route_for("", None)
+            route.reject(reason)
+        except Exception:
+            log_once("reject", "switchgear: recording a rejection failed")
+
+    def complete(
+        self,
+        admitted: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        method: str,
+        path: str,
+        template: str | None,
+        outcome: int,
+        duration: float,
+        cold_start: bool,
+        counted: bool,
+        *,
+        answered: bool = True,
+    ) -> None:
+        """Record one finished request exactly once; never raises.
+
+        ``admitted``/``breaker``/``token`` are what admission used (the learned route and its
+        breaker, the global breaker, or nothing); ``template`` is what the framework matched
+        (None = no route: ``<unmatched>``, even when admission guessed a route from the
+        path's shape — a 404 must not count on, or close the breaker of, the route it looked
+        like). ``answered=False``: the app raised before it started a response; then no
+        template means "cannot tell" and the admitted route stands (Flask propagating an
+        error leaves no request behind). ``counted=False`` (client gone, cancelled) still
+        returns the breaker's permit but records no metrics.
+        """
+        if template is None and not answered and admitted is not None:
+            template = admitted.template
+        try:
+            if not counted and admitted is not None:
+                # Client gone / cancelled: give the breaker's permit back, record nothing.
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)
+                return
+            if admitted is not None and template == admitted.template:
+                route = admitted  # the common case: the path's route did not change
+            else:
+                route = self.route_for(method, template)
+                # A path no route matched is remembered as itself only: its shape must keep
+                # leading to the real route (/items/abcdef0123456789 a 404, /items/7 not).
+                self.cache.learn(method, path, route, shape=template is not None)
+            if breaker is not None and route.breaker is breaker:
+                breaker._finish(token, outcome, duration)
+            else:
+                if breaker is not None:
+                    breaker._finish(token, NEUTRAL, 0.0)  # give a trial permit back
+                late = route.breaker
+                gen = late._closed_gen
+                if gen is not None and outcome != NEUTRAL:
+                    late._finish(gen, outcome, duration)
+            if counted:
+                route.record(self.clock(), duration, outcome != FAILURE, cold_start)
+        except Exception:
+            log_once("record", "switchgear: recording an HTTP request failed")
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def check_auth(self, headers: Headers) -> object:
+        """The auth predicate's verdict (maybe an awaitable); True when there is no auth."""
+        if self.auth is None:
+            return True
+        try:
+            return self.auth(headers)
+        except Exception:
+            log_once("endpoint_auth", "switchgear: endpoint_auth raised; request denied")
+            return False
+
+    def endpoint_refusal(self, verdict: object, method: object) -> Response | None:
+        """``401`` without a positive auth verdict, ``405`` for a method other than GET/HEAD."""
+        if not verdict:
+            return error_response(401, "unauthorized", [("WWW-Authenticate", "Bearer")])
+        if method not in ENDPOINT_METHODS:
+            return error_response(405, "method_not_allowed", [("Allow", "GET, HEAD")])
+        return None
+
+    def metrics_response(self, accept: str) -> Response:
+        """``/metrics``: Prometheus text, or OpenMetrics when ``accept`` asks for it."""
+        from .._metrics.facade import render_latest
+
+        registry = self.registry
+        # One rendering per format, shared by the scrapes that arrive while it is made.
+        _, key = choose_encoder(accept)
+        try:
+            body, content_type = self.render_gate.render(
+                key, lambda: render_latest(registry, accept=accept)
+            )
+        except Exception:
+            log_once("render", "switchgear: rendering metrics failed")
+            return error_response(500, "internal_error")
+        return (
+            200,
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+            body,
+        )
+
+    def status_response(self) -> Response:
+        """The status endpoint: every name in this registry (routes first), pools, memory.
+
+        Names protected inside handlers (``@protected``) and pools attached to metrics show
+        up beside the routes: one page for what this process protects.
+        """
+        try:
+            names: dict[str, tuple[object, object, object]] = {}
+            memory: tuple[int, int] | None = None
+            for key, route in sorted(self.routes().items()):
+                stats = route.metrics.stats()
+                if memory is None:
+                    memory = (
+                        int(getattr(stats, "memory_used", 0)),
+                        int(getattr(stats, "memory_limit", 0)),
+                    )
+                names[key] = (stats, route.metrics.window_stats(), route.breaker)
+            for metrics in live_metrics(self.registry):
+                if metrics.name not in names:
+                    breaker = metrics._series.breaker()
+                    names[metrics.name] = (metrics.stats(), metrics.window_stats(), breaker)
+            if memory is None:
+                from .._metrics.memory import read_memory
+
+                memory = read_memory()
+            pools = {pool.name: pool.stats() for pool in live_pools(self.registry)}
+            if self.pool is not None:
+                pools[self.pool.name] = self.pool.stats()
+            return json_response(200, status_document(names, pools, memory))
+        except Exception:
+            log_once("status", "switchgear: rendering the status document failed")
+            return error_response(500, "internal_error")
+
+
+AppT = TypeVar("AppT", bound=Callable[..., Any])
+
+
+def declared_paths(app: object) -> set[str]:
+    """The route paths ``app`` declares where its framework shows them; never raises.
+
+    Starlette and FastAPI apps (and their routers) list ``routes``; a Flask app, also
+    reached through its bound ``wsgi_app``, has a ``url_map``. Other middleware in between
+    is followed through its ``app`` attribute, a few levels deep.
+    """
+    paths: set[str] = set()
+    target: object = getattr(app, "__self__", app)
+    try:
+        for _ in range(8):
+            url_map = getattr(target, "url_map", None)
+            if url_map is not None and callable(getattr(url_map, "iter_rules", None)):
+                paths.update(r.rule for r in url_map.iter_rules() if isinstance(r.rule, str))
+                return paths
+            routes = getattr(target, "routes", None)
+            if isinstance(routes, (list, tuple)):
+                for route in routes:
+                    path = getattr(route, "path", None)
+                    if isinstance(path, str):
+                        paths.add(path)
+                return paths
+            inner = getattr(target, "app", None)
+            if inner is None or inner is target:
+                return paths
+            target = getattr(inner, "__self__", inner)
+    except Exception:  # an app whose introspection fails: no warning rather than an error
+        log_once("declared_paths", "switchgear: reading the app's routes failed")
+    return paths
+
+
+_OPTION_NAMES = HttpOptions.__optional_keys__ | HttpOptions.__required_keys__
+
+
+class HttpMiddlewareBase(Generic[AppT]):
+    """What the ASGI and WSGI middleware share: construction and introspection."""
+
+    #: How the constructor's first parameter is named and what it must be (for errors).
+    _app_param: ClassVar[str] = "app"
+    _app_kind: ClassVar[str] = "an application"
+
+    app: AppT
+    _core: HttpCore
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # What help() and IDEs show: the app, then every option with its default (the
+        # defaults live on HttpCore, the option types on HttpOptions).
+        hints = {
+            k: getattr(h, "__forward_arg__", h) for k, h in HttpOptions.__annotations__.items()
+        }
+        options = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(HttpCore).parameters.values()
+        ]
+        first = inspect.Parameter(cls._app_param, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        app_hint = inspect.signature(cls.__init__).parameters.get(cls._app_param)
+        if app_hint is not None:
+            first = first.replace(annotation=app_hint.annotation)
+        signature = inspect.Signature([first, *options], return_annotation=None)
+        cls.__signature__ = signature  # type: ignore[attr-defined]
+
+    def __init__(self, app: AppT, /, **options: Unpack[HttpOptions]) -> None:
+        if not callable(app):
+            raise TypeError(
+                f"{self._app_param} must be {self._app_kind} (callable), not {type(app).__name__}"
+            )
+        unknown = options.keys() - _OPTION_NAMES
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {min(unknown)!r}"
+            )
+        self.app = app
+        self._core = HttpCore(**options)
+        self._shadow_checked = False
+        self.check_shadowed()
+
+    def check_shadowed(self) -> None:
+        """Warn once if the app declares a route at ``metrics_path`` or ``status_path``.
+
+        The middleware answers those paths itself, so such a route never runs. Checked when
+        the middleware is built and again when one of its endpoints is first requested
+        (Flask apps are often wrapped before their routes are declared). Only what the
+        framework shows is seen: Starlette/FastAPI ``routes``, Flask's ``url_map``.
+        """
+        core = self._core
+        ours = {p for p in (core.metrics_path, core.status_path) if p is not None}
+        clash = sorted(ours & declared_paths(self.app))
+        if clash:
+            self._shadow_checked = True
+            logger.warning(
+                "switchgear: the wrapped app has its own route at %s; the middleware answers "
+                "%s itself, so that route is never reached (set metrics_path/status_path to "
+                "another path, or None)",
+                " and ".join(clash),
+                "this path" if len(clash) == 1 else "these paths",
+            )
+
+    def endpoint_requested(self) -> None:
+        """The first request to ``metrics_path``/``status_path``: check for shadowing again."""
+        if not self._shadow_checked:
+            self._shadow_checked = True
+            self.check_shadowed()
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The breaker of each route key seen so far (one shared breaker when not per route)."""
+        return {key: route.breaker for key, route in self._core.routes().items()}
+
+    def metrics(self) -> dict[str, Metrics]:
+        """The :class:`~switchgear.Metrics` of each route key seen so far."""
+        return {key: route.metrics for key, route in self._core.routes().items()}
+
+
+# Every middleware core of this process, for the fork handler: a fork taken while another
+# thread held one of their locks must not leave the child waiting on it.
+_live: weakref.WeakSet[HttpCore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_live):
+        core.forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

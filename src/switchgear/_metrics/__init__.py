@@ -1,0 +1,1 @@
+"""Metrics: family table, series, store, Prometheus, multiprocess, OpenTelemetry."""

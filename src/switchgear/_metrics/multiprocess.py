@@ -1,0 +1,277 @@
+"""Multiprocess mode (pre-fork servers with ``PROMETHEUS_MULTIPROC_DIR``).
+
+prometheus_client's ``MultiProcessCollector`` only reads the mmap files its own metric
+objects write, and ignores custom collectors. So in this mode every event is mirrored into
+file-backed ``Counter``/``Histogram`` objects (summed over workers at scrape time), and the
+scrape-time gauges become file-backed ``Gauge``s refreshed on events and at most once per
+second (on calls, and by a daemon thread so an idle worker's gauges do not freeze).
+
+Gauge aggregation across workers (``multiprocess_mode``):
+
+* ``circuit_state``: ``livemax``, so a state reads 1 if any live worker is in it;
+* pool sizes and configured min/max: ``livesum``, each worker has its own pool, so the sum
+  is the capacity of the whole server;
+* ``memory_used_bytes``: ``livesum`` (all workers share the container's limit);
+  ``memory_limit_bytes``: ``livemax``;
+* ``window_requests_per_second``: ``livesum``; ``window_error_ratio`` and
+  ``window_latency_avg_seconds``: ``livemax`` (the worst worker).
+
+"live" modes drop a worker's values once the server calls
+``prometheus_client.multiprocess.mark_process_dead(pid)`` for it (gunicorn ``child_exit``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from .._breaker.breaker import storage_degraded
+from .errors import contained, report
+from .pool_series import SCALE_DIRECTIONS, PoolSeries
+from .prometheus import HELP
+from .series import (
+    AUTOMATIC_TRANSITIONS,
+    BREAKER_STATES,
+    LATENCY_BUCKETS,
+    REJECTION_REASONS,
+    TICK_SECONDS,
+    Series,
+)
+from .store import Store
+
+__all__ = ["MultiprocessMirror", "refresh_local", "store"]
+
+
+_POOL_KEYS = ("size", "in_use", "available", "waiting", "min_size", "max_size")
+
+
+def _counter(name: str, labels: list[str]) -> Counter:
+    return Counter(name, HELP[name], labels, registry=None)
+
+
+def _gauge(name: str, labels: list[str], mode: Any) -> Gauge:
+    return Gauge(name, HELP[name], labels, registry=None, multiprocess_mode=mode)
+
+
+class MultiprocessMirror:
+    """Writes every event of a :class:`Store` into prometheus_client's mmap files."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = _counter("switchgear_requests", ["name", "outcome"])
+        self.rejections = _counter("switchgear_rejected", ["name", "reason"])
+        self.cold_starts = _counter("switchgear_cold_starts", ["name"])
+        self.transitions = _counter(
+            "switchgear_circuit_transitions", ["name", "from_state", "to_state"]
+        )
+        self.circuit_time = _counter("switchgear_circuit_time_seconds", ["name", "state"])
+        self.scale_events = _counter("switchgear_pool_scale_events", ["pool", "direction"])
+        self.pool_wait = Histogram(
+            "switchgear_pool_wait_seconds",
+            HELP["switchgear_pool_wait_seconds"],
+            ["pool"],
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.state = _gauge("switchgear_circuit_state", ["name", "state"], "livemax")
+        # 1 when any live worker's shared breaker is cut off from its store.
+        self.degraded = _gauge("switchgear_circuit_storage_degraded", ["name"], "livemax")
+        self.pool = {
+            key: _gauge(f"switchgear_pool_{key}", ["pool"], "livesum") for key in _POOL_KEYS
+        }
+        self.memory_used = _gauge("switchgear_memory_used_bytes", [], "livesum")
+        # Created on the first known limit: a label-less gauge exists (as 0) from its
+        # creation, and "no limit" must be absent, not 0.
+        self.memory_limit: Gauge | None = None
+        self.qps = _gauge("switchgear_window_requests_per_second", ["name"], "livesum")
+        self.error_ratio = _gauge("switchgear_window_error_ratio", ["name"], "livemax")
+        self.latency_avg = _gauge("switchgear_window_latency_avg_seconds", ["name"], "livemax")
+        # Time-in-state is a counter here: remember what was already added per breaker.
+        self._time_seen: dict[tuple[str, str], tuple[int, float]] = {}
+
+    # -- events ------------------------------------------------------------------------------
+
+    @contained("multiprocess")
+    def series_added(self, series: Series) -> None:
+        name = series.name
+        histogram = Histogram(
+            "switchgear_request_duration_seconds",
+            HELP["switchgear_request_duration_seconds"],
+            ["name"],
+            buckets=series.bounds,
+            registry=None,
+        ).labels(name)
+        success = self.requests.labels(name, "success")
+        error = self.requests.labels(name, "error")
+        cold = self.cold_starts.labels(name)
+        for reason in REJECTION_REASONS:
+            self.rejections.labels(name, reason)  # exported as 0 from the start
+        observe = histogram.observe
+
+        @contained("multiprocess")
+        def sink(duration: float, ok: bool, cold_start: bool) -> None:
+            observe(duration)
+            (success if ok else error).inc()
+            if cold_start:
+                cold.inc()
+
+        series.add_sink(sink)
+
+    @contained("multiprocess")
+    def rejected(self, series: Series, reason: str) -> None:
+        self.rejections.labels(series.name, reason).inc()
+
+    @contained("multiprocess")
+    def transition(self, series: Series, old: str, new: str) -> None:
+        self.transitions.labels(series.name, old, new).inc()
+        for state in BREAKER_STATES:
+            self.state.labels(series.name, state).set(1.0 if state == new else 0.0)
+
+    @contained("multiprocess")
+    def breaker_attached(self, series: Series) -> None:
+        for old, new in AUTOMATIC_TRANSITIONS:
+            self.transitions.labels(series.name, old, new)  # exported as 0 from now on
+
+    @contained("multiprocess")
+    def pool_added(self, pool: PoolSeries) -> None:
+        for direction in SCALE_DIRECTIONS:
+            self.scale_events.labels(pool.name, direction)
+
+    @contained("multiprocess")
+    def pool_waited(self, pool: PoolSeries, wait: float) -> None:
+        self.pool_wait.labels(pool.name).observe(wait)
+
+    @contained("multiprocess")
+    def pool_scaled(self, pool: PoolSeries, direction: str, count: int) -> None:
+        self.scale_events.labels(pool.name, direction).inc(count)
+        self._pool_gauges(pool)
+
+    # -- gauges ------------------------------------------------------------------------------
+
+    def refresh(self, store: Store) -> None:
+        """Write the current gauge values of ``store`` (and time-in-state increments)."""
+        try:
+            with self._lock:
+                for series in store.all_series():
+                    self._series_gauges(series)
+                reported = set()
+                for pool in store.all_pools():
+                    if self._pool_gauges(pool):
+                        reported.add(pool.name)
+                for series in store.all_series():
+                    override = series.pool_override
+                    if override is not None and series.name not in reported:
+                        for key, value in zip(
+                            ("size", "in_use", "available"), override, strict=True
+                        ):
+                            self.pool[key].labels(series.name).set(value)
+                used, limit = store.memory()
+                self.memory_used.set(used)
+                if limit > 0:
+                    if self.memory_limit is None:
+                        self.memory_limit = _gauge("switchgear_memory_limit_bytes", [], "livemax")
+                    self.memory_limit.set(limit)
+        except Exception as error:  # a broken breaker or pool, or the directory is gone
+            report("multiprocess", error)
+
+    def _series_gauges(self, series: Series) -> None:
+        name = series.name
+        w = series.window_sums()
+        self.qps.labels(name).set(w.requests / w.covered)
+        self.error_ratio.labels(name).set(w.errors / w.requests if w.requests else 0.0)
+        self.latency_avg.labels(name).set(w.latency_sum / w.requests if w.requests else 0.0)
+        breaker = series.breaker()
+        view = series.breaker_view()
+        if breaker is None or view is None:
+            return
+        degraded = storage_degraded(breaker)
+        if degraded is not None:
+            self.degraded.labels(name).set(1.0 if degraded else 0.0)
+        state, durations = view
+        for s in BREAKER_STATES:
+            self.state.labels(name, s).set(1.0 if s == state else 0.0)
+            seconds = durations.get(s, 0.0)
+            seen_id, seen = self._time_seen.get((name, s), (id(breaker), 0.0))
+            if seen_id != id(breaker):
+                seen = 0.0  # another breaker took over the name: its time starts at 0
+            if seconds > seen:
+                self.circuit_time.labels(name, s).inc(seconds - seen)
+            self._time_seen[(name, s)] = (id(breaker), max(seconds, seen))
+
+    def _pool_gauges(self, pool: PoolSeries) -> bool:
+        gauges = pool.gauges()
+        if gauges is None:
+            return False
+        for key, value in zip(_POOL_KEYS, gauges, strict=True):
+            self.pool[key].labels(pool.name).set(value)
+        return True
+
+
+# -- the process-wide store ------------------------------------------------------------------
+
+_lock = threading.Lock()
+_store: Store | None = None
+_thread: threading.Thread | None = None
+
+
+def store() -> Store:
+    """The process's multiprocess-mode store (all registries share it: exposition is global)."""
+    global _store
+    with _lock:
+        if _store is None:
+            _check_directory()
+            _store = Store(MultiprocessMirror())
+            _start_thread()
+        return _store
+
+
+def _check_directory() -> None:
+    """Refuse a multiprocess directory that cannot hold the files, naming the variable.
+
+    Said once, where the first ``Metrics`` is made, rather than as a failure of every call.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and not (os.path.isdir(path) and os.access(path, os.W_OK)):
+        raise ValueError(
+            f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a writable directory; create it "
+            "(empty) before the workers start, or unset the variable"
+        )
+
+
+def refresh_local() -> None:
+    """Write this process's gauges now (before a scrape reads the files)."""
+    current = _store
+    if current is not None and current.mirror is not None:
+        current.mirror.refresh(current)
+
+
+def _run() -> None:
+    while True:
+        time.sleep(TICK_SECONDS)
+        refresh_local()
+
+
+def _start_thread() -> None:
+    global _thread
+    _thread = threading.Thread(target=_run, name="switchgear-metrics", daemon=True)
+    _thread.start()
+
+
+def _after_fork() -> None:
+    # Threads do not survive fork; a pre-forked worker needs its own refresher.
+    global _lock
+    _lock = threading.Lock()
+    if _store is not None:
+        _store.forked()
+        mirror = _store.mirror
+        if isinstance(mirror, MultiprocessMirror):
+            mirror._lock = threading.Lock()  # the parent's refresher may have held it
+        _start_thread()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,342 @@
+"""OpenTelemetry export, through ``opentelemetry-api`` only.
+
+Counters and gauges are *observable* instruments fed from the same numbers Prometheus
+reads, so they cost nothing per call. Only the two histograms need per-event records, and
+those are wired into the hot path only once a real SDK provider is behind the meter: with
+the API alone (no-op or proxy provider) a call pays nothing for OpenTelemetry. A global
+provider set *after* the Metrics was created is noticed within a second (checked on the
+metrics' housekeeping tick) and from then on receives the histograms too; the observable
+instruments follow the global provider by themselves (the API's proxy delegates them).
+
+Instrument names are chosen so that the OpenTelemetry Prometheus exporter reproduces the
+native Prometheus names (``switchgear.request.duration`` + unit ``s`` ->
+``switchgear_request_duration_seconds``; counters get ``_total``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from opentelemetry import metrics as otel
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Histogram,
+    Meter,
+    MeterProvider,
+    NoOpMeterProvider,
+    Observation,
+)
+
+from .errors import contained
+from .pool_series import SCALE_DIRECTIONS, PoolGauges, PoolSeries
+from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series
+from .store import Store
+
+__all__ = ["Bridge", "bridge_for"]
+
+try:  # the API's stand-in until a real global provider is set
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    _NOT_REAL: tuple[type, ...] = (NoOpMeterProvider, _ProxyMeterProvider)
+except ImportError:  # pragma: no cover - older or newer API layouts
+    _NOT_REAL = (NoOpMeterProvider,)
+
+
+def is_real(provider: MeterProvider) -> bool:
+    """True if records sent to ``provider`` go somewhere (an SDK, not the API's stand-ins)."""
+    return not isinstance(provider, _NOT_REAL)
+
+
+def _histogram(meter: Meter, name: str, description: str) -> Histogram:
+    try:
+        return meter.create_histogram(
+            name,
+            unit="s",
+            description=description,
+            explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS),
+        )
+    except TypeError:  # pragma: no cover - opentelemetry-api < 1.23 has no advisory
+        return meter.create_histogram(name, unit="s", description=description)
+
+
+Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+class Bridge:
+    """The switchgear instruments on one meter provider, observing any number of series."""
+
+    def __init__(self, provider: MeterProvider, follows_global: bool) -> None:
+        self._lock = threading.Lock()
+        self._follows_global = follows_global
+        self._active = is_real(provider)
+        self._series: weakref.WeakValueDictionary[str, Series] = weakref.WeakValueDictionary()
+        self._stores: weakref.WeakSet[Store] = weakref.WeakSet()
+        self._wired: weakref.WeakSet[Any] = weakref.WeakSet()
+
+        meter = provider.get_meter("switchgear")
+        self.duration = _histogram(
+            meter, "switchgear.request.duration", "Duration of executed calls."
+        )
+        self.pool_wait = _histogram(meter, "switchgear.pool.wait", "Time spent in pool acquire.")
+        counters: list[tuple[str, str, Callback, str]] = [
+            ("switchgear.requests", "{request}", self._requests, "Calls executed, by outcome."),
+            ("switchgear.rejected", "{request}", self._rejected, "Calls not executed."),
+            ("switchgear.cold_starts", "{request}", self._cold_starts, "Cold-start calls."),
+            ("switchgear.circuit.transitions", "{transition}", self._transitions, "Transitions."),
+            ("switchgear.circuit.time", "s", self._circuit_time, "Time in each breaker state."),
+            ("switchgear.pool.scale_events", "{resource}", self._scale_events, "Pool scaling."),
+        ]
+        for name, unit, callback, description in counters:
+            meter.create_observable_counter(name, [callback], unit=unit, description=description)
+        gauges: list[tuple[str, str, Callback, str]] = [
+            # No unit "1" on the state: exporters would rename it ..._ratio.
+            ("switchgear.circuit.state", "", self._state, "1 for the current breaker state."),
+            ("switchgear.memory.used", "By", self._memory_used, "Resident memory."),
+            ("switchgear.memory.limit", "By", self._memory_limit, "Memory limit, if any."),
+            ("switchgear.window.requests_per_second", "", self._qps, "Sliding-window QPS."),
+            ("switchgear.window.error_ratio", "", self._error_ratio, "Sliding-window errors."),
+            ("switchgear.window.latency_avg", "s", self._latency_avg, "Sliding-window mean."),
+        ]
+        for index, key in enumerate(PoolGauges._fields):
+            unit = "{request}" if key == "waiting" else "{resource}"
+            gauges.append((f"switchgear.pool.{key}", unit, self._pool_gauge(index), key))
+        for name, unit, callback, description in gauges:
+            meter.create_observable_gauge(name, [callback], unit=unit, description=description)
+
+    def forked(self) -> None:
+        """In a forked child: a fresh lock."""
+        self._lock = threading.Lock()
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def add(self, series: Series) -> None:
+        """Report ``series`` (and the pools of its store) through this provider."""
+        store = series.store
+        with self._lock:
+            self._series[series.name] = series
+            new_store = store not in self._stores
+            self._stores.add(store)
+        if new_store:
+            store.pool_hooks.append(self._pool_added)
+        if self._poll():
+            return
+        store.on_tick(self._poll)
+
+    def _poll(self) -> bool:
+        """Wire the histograms if the provider is real now; True once it is."""
+        if not self._active:
+            if not (self._follows_global and is_real(otel.get_meter_provider())):
+                return False
+            self._active = True
+        with self._lock:
+            series = list(self._series.values())
+            stores = list(self._stores)
+        for s in series:
+            self._wire_series(s)
+        for store in stores:
+            for pool in store.all_pools():
+                self._wire_pool(pool)
+        return True
+
+    def _pool_added(self, pool: PoolSeries) -> None:
+        if self._active:
+            self._wire_pool(pool)
+
+    def _claim(self, target: Series | PoolSeries) -> bool:
+        with self._lock:
+            if target in self._wired:
+                return False
+            self._wired.add(target)
+            return True
+
+    def _wire_series(self, series: Series) -> None:
+        if not self._claim(series):
+            return
+        record = self.duration.record
+        attributes = {"name": series.name}
+
+        @contained("opentelemetry")
+        def sink(duration: float, success: bool, cold_start: bool) -> None:
+            record(duration, attributes)
+
+        series.add_sink(sink)
+
+    def _wire_pool(self, pool: PoolSeries) -> None:
+        if not self._claim(pool):
+            return
+        record = self.pool_wait.record
+        attributes = {"pool": pool.name}
+
+        @contained("opentelemetry")
+        def sink(wait: float) -> None:
+            record(wait, attributes)
+
+        pool.add_sink(sink)
+
+    # -- observable callbacks ----------------------------------------------------------------
+
+    def _all_series(self) -> list[Series]:
+        with self._lock:
+            return list(self._series.values())
+
+    def _all_pools(self) -> dict[str, PoolSeries]:
+        with self._lock:
+            stores = list(self._stores)
+        pools: dict[str, PoolSeries] = {}
+        for store in stores:
+            for pool in store.all_pools():
+                pools.setdefault(pool.name, pool)
+        return pools
+
+    def _requests(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            requests, errors, _, _ = s.totals()
+            yield Observation(requests - errors, {"name": s.name, "outcome": "success"})
+            yield Observation(errors, {"name": s.name, "outcome": "error"})
+
+    def _rejected(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            counts = s.rejections()
+            for reason in REJECTION_REASONS:
+                yield Observation(counts[reason], {"name": s.name, "reason": reason})
+
+    def _cold_starts(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            yield Observation(s.totals()[2], {"name": s.name})
+
+    def _transitions(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            s.breaker_view()  # applies due transitions (OPEN -> HALF_OPEN) before counting
+            transitions = s.transition_counts()
+            for (old, new), count in sorted(transitions.items()):
+                yield Observation(count, {"name": s.name, "from_state": old, "to_state": new})
+
+    def _state(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            view = s.breaker_view()
+            if view is not None:
+                for state in BREAKER_STATES:
+                    value = 1 if state == view[0] else 0
+                    yield Observation(value, {"name": s.name, "state": state})
+
+    def _circuit_time(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            view = s.breaker_view()
+            if view is not None:
+                for state in BREAKER_STATES:
+                    yield Observation(view[1].get(state, 0.0), {"name": s.name, "state": state})
+
+    def _pool_gauge(self, index: int) -> Callback:
+        def callback(options: CallbackOptions) -> Iterator[Observation]:
+            for name, pool in self._all_pools().items():
+                gauges = pool.gauges()
+                if gauges is not None:
+                    yield Observation(gauges[index], {"pool": name})
+
+        return callback
+
+    def _scale_events(self, options: CallbackOptions) -> Iterator[Observation]:
+        for name, pool in self._all_pools().items():
+            scaled = pool.snapshot()[2]
+            for direction in SCALE_DIRECTIONS:
+                yield Observation(scaled.get(direction, 0), {"pool": name, "direction": direction})
+
+    def _memory(self) -> tuple[int, int] | None:
+        with self._lock:
+            stores = list(self._stores)
+        return stores[0].memory() if stores else None
+
+    def _memory_used(self, options: CallbackOptions) -> Iterator[Observation]:
+        memory = self._memory()
+        if memory is not None:
+            yield Observation(memory[0])
+
+    def _memory_limit(self, options: CallbackOptions) -> Iterator[Observation]:
+        memory = self._memory()
+        if memory is not None and memory[1] > 0:
+            yield Observation(memory[1])
+
+    def _window(self, pick: Callable[[int, int, float, float], float]) -> Iterator[Observation]:
+        for s in self._all_series():
+            w = s.window_sums()
+            yield Observation(pick(*w), {"name": s.name})
+
+    def _qps(self, options: CallbackOptions) -> Iterator[Observation]:
+        return self._window(lambda requests, errors, total, covered: requests / covered)
+
+    def _error_ratio(self, options: CallbackOptions) -> Iterator[Observation]:
+        return self._window(
+            lambda requests, errors, total, covered: errors / requests if requests else 0.0
+        )
+
+    def _latency_avg(self, options: CallbackOptions) -> Iterator[Observation]:
+        return self._window(
+            lambda requests, errors, total, covered: total / requests if requests else 0.0
+        )
+
+
+# -- one bridge per provider -------------------------------------------------------------------
+
+_lock = threading.Lock()
+_bridges: weakref.WeakKeyDictionary[MeterProvider, Bridge] = weakref.WeakKeyDictionary()
+_strong: dict[int, tuple[MeterProvider, Bridge]] = {}  # providers that refuse weak references
+_global: Bridge | None = None
+
+
+def _lookup(provider: MeterProvider) -> Bridge | None:
+    try:
+        return _bridges.get(provider)
+    except TypeError:
+        entry = _strong.get(id(provider))
+        return entry[1] if entry is not None else None
+
+
+def _remember(provider: MeterProvider, bridge: Bridge) -> None:
+    try:
+        _bridges[provider] = bridge
+    except TypeError:
+        _strong[id(provider)] = (provider, bridge)
+
+
+def bridge_for(provider: MeterProvider | None) -> Bridge:
+    """The bridge for ``provider``; ``None`` means the global provider, now or set later.
+
+    Exactly one bridge per provider: a second set of instruments with the same names on
+    one meter would be dropped by the SDK (with a warning), losing its callbacks.
+    """
+    global _global
+    with _lock:
+        current = otel.get_meter_provider()
+        if provider is None:
+            if _global is None:
+                _global = _lookup(current) or Bridge(current, follows_global=not is_real(current))
+                _remember(current, _global)
+            return _global
+        bridge = _lookup(provider)
+        if bridge is None:
+            if _global is not None and provider is current:
+                bridge = _global
+            else:
+                bridge = Bridge(provider, follows_global=False)
+            _remember(provider, bridge)
+        return bridge
+
+
+def _after_fork() -> None:
+    # A fork may catch a lock held by another thread (wiring a series, an SDK collection).
+    global _lock
+    _lock = threading.Lock()
+    bridges = [bridge for _, bridge in _strong.values()]
+    bridges.extend(_bridges.values())
+    if _global is not None:
+        bridges.append(_global)
+    for bridge in bridges:
+        bridge.forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

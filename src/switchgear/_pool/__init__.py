@@ -1,0 +1,1 @@
+"""The dynamic resource pool: pool, scaling policy, waiters, observer protocol."""

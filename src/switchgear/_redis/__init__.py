@@ -1,0 +1,1 @@
+"""Redis drivers for shared breaker state: codec, thread driver, task driver."""

@@ -1,0 +1,220 @@
+"""The worker task that keeps breakers in sync through an asyncio ``redis.asyncio.Redis``.
+
+An asyncio client belongs to one event loop, so the worker is a task on the loop the
+breakers are used from, started by the first call made inside a running loop. Each round is
+bounded by ``timeout`` (``asyncio.wait_for``), so a slow server delays only this task; the
+breakers' callers never await it.
+
+``await aflush()`` asks the task for a round that sends everything pending. Outside the
+worker's loop (another thread, or after the loop ended, as at interpreter exit) ``flush()``
+runs one round in a private event loop on a helper thread, bounded by the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import time
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from .. import _validate as v
+from .._breaker.storage import Outbox, Peer, Reply
+from ..redis import RedisStorage
+from .codec import EXCHANGE, EXCHANGE_SHA, exchange_args, keys_for, parse_reply
+
+__all__ = ["AsyncRedisStorage"]
+
+
+class AsyncRedisStorage(RedisStorage):
+    """Storage driver for ``redis.asyncio.Redis``: the I/O runs in a task on the caller's loop."""
+
+    def __init__(self, client: Any, **options: Any) -> None:
+        super().__init__(client, **options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._event: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._flush_waiters: list[asyncio.Future[bool]] = []
+        self._closed = False
+
+    def _start(self) -> bool:
+        if self._closed:
+            return False
+        task = self._task
+        if task is not None and not task.done():
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False  # not in a loop: breakers use local state until a call is made in one
+        if self._loop is not None and self._loop is not loop:
+            # A new loop (the last asyncio.run() returned): the client's connections belong
+            # to the closed one, so the pool starts afresh instead of failing once on them.
+            with contextlib.suppress(Exception):
+                self.client.connection_pool.reset()
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._event = asyncio.Event()
+        self._flush_waiters = []
+        self._task = loop.create_task(self._run(), name="switchgear-redis")
+        return True
+
+    def wake(self) -> None:
+        loop, event, task = self._loop, self._event, self._task
+        if loop is None or event is None or task is None or task.done():
+            return
+        if threading.get_ident() == self._loop_thread:
+            event.set()
+        else:
+            # A closed loop refuses; the next call in a running loop restarts the worker.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    async def aflush(self, timeout: v.Seconds | None = None) -> bool:
+        """Write everything pending to Redis now; wait at most ``timeout`` seconds."""
+        limit = self._limit(timeout)
+        loop = asyncio.get_running_loop()
+        task, event = self._task, self._event
+        try:
+            if task is not None and not task.done() and event is not None and self._loop is loop:
+                waiter: asyncio.Future[bool] = loop.create_future()
+                self._flush_waiters.append(waiter)
+                event.set()
+                return await asyncio.wait_for(waiter, limit)
+            if self._loop is not None and self._loop is not loop:
+                with contextlib.suppress(Exception):
+                    self.client.connection_pool.reset()
+                self._loop = loop
+            return await asyncio.wait_for(self._round(force=True), limit)
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+
+    def flush(self, timeout: v.Seconds | None = None) -> bool:
+        limit = self._limit(timeout)
+        loop = self._loop
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            if threading.get_ident() == self._loop_thread:
+                raise RuntimeError(
+                    "flush() would block the event loop that sends the writes; "
+                    "use await storage.aflush()"
+                )
+            future = asyncio.run_coroutine_threadsafe(self.aflush(limit), loop)
+            try:
+                return future.result(limit + 0.5)
+            except concurrent.futures.TimeoutError:
+                return False
+        # The worker's loop has ended: one round in a private loop, on a helper thread so that
+        # it cannot clash with a loop running on the caller's thread.
+        result: list[bool] = []
+        helper = threading.Thread(
+            target=lambda: result.append(asyncio.run(self.aflush(limit))),
+            name="switchgear-redis-flush",
+            daemon=True,
+        )
+        helper.start()
+        helper.join(limit + 0.5)
+        return bool(result and result[0])
+
+    def close(self) -> None:
+        if not self._closed and not (
+            self._loop is not None
+            and self._loop.is_running()
+            and threading.get_ident() == self._loop_thread
+        ):
+            self.flush()
+        self._stop()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            await self.aflush()
+        self._stop()
+        task = self._task
+        if task is not None and not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _stop(self) -> None:
+        self._closed = True
+        task, loop = self._task, self._loop
+        if task is not None and loop is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(task.cancel)
+
+    def _exit(self, timeout: float) -> None:
+        if not self._closed:
+            self.flush(timeout)
+        self._closed = True
+
+    def _limit(self, timeout: v.Seconds | None) -> float:
+        if timeout is None:
+            return self.timeout
+        return v.seconds("timeout", timeout, allow_zero=True)
+
+    async def _run(self) -> None:
+        try:
+            await self._rounds()
+        finally:
+            for waiter in self._flush_waiters:
+                if not waiter.done():
+                    waiter.set_result(False)
+            self._flush_waiters = []
+            if not self._closed:
+                # The loop is ending (asyncio.run() returned): the breakers attach again
+                # from the next running loop, which starts a worker there.
+                for peer in self._live_peers():
+                    peer._storage_stopped()
+
+    async def _rounds(self) -> None:
+        event = self._event
+        assert event is not None
+        while not self._closed:
+            # Cleared before looking for work, so a wake() during the round is not lost.
+            event.clear()
+            waiters, self._flush_waiters = self._flush_waiters, []
+            ok = await self._round(force=bool(waiters))
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(ok)
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(event.wait(), self._next_wait(time.monotonic()))
+
+    async def _round(self, force: bool) -> bool:
+        """One round of exchanges, bounded by ``timeout``; False if Redis did not answer."""
+        work = self._plan(time.monotonic(), force)
+        if not work:
+            return True
+        try:
+            replies = await asyncio.wait_for(self._exchange(work), self.timeout)
+        except asyncio.CancelledError:
+            # The loop is ending (asyncio.run() returned): keep the writes for the next
+            # loop or the exit flush. Resending is safe: a trip is a compare-and-set, and a
+            # reply lost here only costs the count of a transition it made.
+            self._unsent(work)
+            raise
+        except Exception as exc:  # any failure means "decide locally", never a crash
+            self._failed(work, exc)
+            return False
+        self._delivered(work, replies)
+        return True
+
+    async def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for peer, outbox in work:
+                keys = keys_for(self.key_prefix, peer.name)
+                pipe.evalsha(
+                    EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, self.key_ttl)
+                )
+            raw = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in raw):
+                await self.client.script_load(EXCHANGE)
+                continue
+            for r in raw:
+                if isinstance(r, Exception):
+                    raise r
+            return [parse_reply(r) for r in raw]
+        raise AssertionError("unreachable")

@@ -1,0 +1,164 @@
+"""The worker thread that keeps breakers in sync through a synchronous ``redis.Redis``.
+
+One daemon thread per storage sleeps until a breaker has something to write (or the next
+refresh is due), then sends every pending exchange in one pipeline: one round trip per
+round, however many breakers share the client. The thread restarts in a forked child
+(pre-fork servers), where the parent's thread does not exist.
+
+``flush()`` asks the thread for a round that sends everything pending and waits for it,
+bounded by its timeout; with no thread running (closed, or exiting) the round runs on the
+caller's thread instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from .. import _validate as v
+from .._breaker.storage import Outbox, Peer, Reply
+from ..redis import RedisStorage
+from .codec import EXCHANGE, EXCHANGE_SHA, exchange_args, keys_for, parse_reply
+
+__all__ = ["SyncRedisStorage"]
+
+logger = logging.getLogger("switchgear")
+
+
+class SyncRedisStorage(RedisStorage):
+    """Storage driver for ``redis.Redis``: the I/O runs on a daemon thread."""
+
+    def __init__(self, client: Any, **options: Any) -> None:
+        super().__init__(client, **options)
+        self._event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._round_lock = threading.Lock()  # one round at a time: the worker's or a flush's
+        self._flushes = threading.Condition()
+        self._flush_asked = 0  # flush requests so far
+        self._flush_done = 0  # requests answered by a completed round
+        self._flush_ok = True  # whether that round reached the store
+        self._closed = False
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def flush(self, timeout: v.Seconds | None = None) -> bool:
+        limit = self.timeout if timeout is None else v.seconds("timeout", timeout, allow_zero=True)
+        with self._flushes:
+            self._flush_asked += 1
+            ticket = self._flush_asked
+        thread = self._thread
+        if thread is threading.current_thread():
+            # Called from a listener run by the worker itself: its next round sends it all.
+            self._event.set()
+            return False
+        if thread is None or not thread.is_alive():
+            # No worker to ask: send from here (bounded by the client's socket timeout).
+            if not self._round_lock.acquire(timeout=limit):
+                return False
+            try:
+                return self._round(force=True)
+            finally:
+                self._round_lock.release()
+        self._event.set()
+        with self._flushes:
+            answered = self._flushes.wait_for(lambda: self._flush_done >= ticket, limit)
+            return answered and self._flush_ok
+
+    def close(self) -> None:
+        if not self._closed:
+            self.flush()
+        self._closed = True
+        self._event.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.timeout + 1.0)
+
+    def _exit(self, timeout: float) -> None:
+        if not self._closed:
+            self.flush(timeout)
+        # Not joined: a worker stuck on a dead connection must not hold up the exit.
+        self._closed = True
+        self._event.set()
+
+    def _start(self) -> bool:
+        if self._closed:
+            return False
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return True
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="switchgear-redis", daemon=True
+                )
+                self._thread.start()
+        return True
+
+    def _forked(self) -> None:
+        super()._forked()
+        self._thread = None
+        self._start_lock = threading.Lock()
+        self._round_lock = threading.Lock()
+        self._flushes = threading.Condition()
+        self._flush_asked = self._flush_done = 0
+        self._event = threading.Event()
+        if self._live_peers() and not self._closed:
+            self._start()
+
+    def _run(self) -> None:
+        event = self._event
+        while True:
+            # Cleared before looking for work, so a wake() during the round is not lost.
+            event.clear()
+            with self._flushes:
+                asked = self._flush_asked
+            flushing = asked > self._flush_done
+            with self._round_lock:
+                ok = self._round(force=flushing)
+            if flushing:
+                with self._flushes:
+                    self._flush_done = asked
+                    self._flush_ok = ok
+                    self._flushes.notify_all()
+            if self._closed:
+                return
+            event.wait(self._next_wait(time.monotonic()))
+
+    def _round(self, force: bool) -> bool:
+        """One round of exchanges; False if the store did not answer."""
+        work = self._plan(time.monotonic(), force)
+        if not work:
+            return True
+        try:
+            replies = self._exchange(work)
+        except Exception as exc:  # any failure means "decide locally", never a crash
+            self._failed(work, exc)
+            return False
+        self._delivered(work, replies)
+        return True
+
+    def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for peer, outbox in work:
+                keys = keys_for(self.key_prefix, peer.name)
+                pipe.evalsha(
+                    EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, self.key_ttl)
+                )
+            raw = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in raw):
+                # The script cache is empty (new or restarted server): every call of this
+                # round failed before running, so loading and resending is safe.
+                self.client.script_load(EXCHANGE)
+                continue
+            for r in raw:
+                if isinstance(r, Exception):
+                    raise r
+            return [parse_reply(r) for r in raw]
+        raise AssertionError("unreachable")
