@@ -56,7 +56,7 @@ def make_variants() -> dict[str, Loop]:
 
     return {
         "empty call (loop baseline)": loop(empty),
-        "Metrics._record": loop(metrics._record),
+        "Metrics._record": loop(metrics.series.record),
         "Metrics.record_request": loop(metrics.record_request),
         "prometheus_client observe+inc": loop(prometheus_client_pair),
     }

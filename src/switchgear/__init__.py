@@ -16,7 +16,8 @@ Every error the library raises on its own derives from :class:`SwitchgearError`
 
 from __future__ import annotations
 
-from ._breaker.breaker import BreakerState, CircuitBreaker
+from ._breaker.breaker import CircuitBreaker
+from ._breaker.protocol import BreakerState
 from ._errors import (
     CircuitOpenError,
     PoolClosedError,

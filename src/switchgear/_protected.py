@@ -17,7 +17,8 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar, overload
 
 from . import _validate as v
-from ._breaker.breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from ._breaker.breaker import CircuitBreaker
+from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED, SUCCESS
 from ._breaker.registry import breaker_named, register_breaker, unregister_breaker
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._metrics.facade import Metrics
@@ -60,16 +61,16 @@ class _Plan:
 
     def _admit(self) -> int | None:
         try:
-            return self.breaker._admit()
+            return self.breaker.admit()
         except CircuitOpenError as exc:
-            self.metrics._reject(exc.reason)
+            self.metrics.series.reject(exc.reason)
             raise
 
     def _abandon(self, token: int | None, exc: BaseException) -> None:
         # The call never ran: give the breaker its permit back, count a pool rejection.
-        self.breaker._finish(token, NEUTRAL, 0.0)
+        self.breaker.finish(token, NEUTRAL, 0.0)
         if isinstance(exc, (PoolFullError, PoolTimeoutError)):
-            self.metrics._reject(exc.reason)
+            self.metrics.series.reject(exc.reason)
 
     def _lease(self, kwargs: dict[str, Any], resource: Any) -> None:
         if self.resource_arg is not None:
@@ -81,7 +82,7 @@ class _Plan:
         if self.pool is None:
             return token, None, False
         try:
-            resource, cold, _ = self.pool._acquire_ex()
+            resource, cold, _ = self.pool.acquire_timed()
         except BaseException as exc:
             self._abandon(token, exc)
             raise
@@ -94,7 +95,7 @@ class _Plan:
         if self.pool is None:
             return token, None, False
         try:
-            resource, cold, _ = await self.pool._acquire_ex_async()
+            resource, cold, _ = await self.pool.acquire_timed_async()
         except BaseException as exc:
             self._abandon(token, exc)
             raise
@@ -107,8 +108,8 @@ class _Plan:
         """Settle a call that returned; ``ok=False`` when it returned too late."""
         if self.pool is not None:
             self.pool.release(resource)
-        self.breaker._finish(token, SUCCESS if ok else FAILURE, duration)
-        self.metrics._record(duration, ok, cold)
+        self.breaker.finish(token, SUCCESS if ok else FAILURE, duration)
+        self.metrics.series.record(duration, ok, cold)
 
     def failed(
         self,
@@ -124,10 +125,10 @@ class _Plan:
             self.pool.release(resource)
         if outcome is None:
             outcome = self.breaker.classify(exc)
-        self.breaker._finish(token, outcome, duration)
-        if isinstance(exc, _NEVER_COUNTED):
+        self.breaker.finish(token, outcome, duration)
+        if isinstance(exc, NEVER_COUNTED):
             return False
-        self.metrics._record(duration, outcome != FAILURE, cold)
+        self.metrics.series.record(duration, outcome != FAILURE, cold)
         return outcome == FAILURE and self.fallback is not None
 
     def fallback_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -343,12 +344,12 @@ def _wrap(
 
 
 def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    admit = plan.breaker._admit
-    finish = plan.breaker._finish
+    admit = plan.breaker.admit
+    finish = plan.breaker.finish
     classify = plan.breaker.classify
-    clock = plan.breaker._clock
-    record = plan.metrics._recorder_for(clock)  # told the end time: one read less
-    reject = plan.metrics._reject
+    clock = plan.breaker.clock
+    record = plan.metrics.series.recorder_for(clock)  # told the end time: one read less
+    reject = plan.metrics.series.reject
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -364,7 +365,7 @@ def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
             duration = now - start
             outcome = classify(exc)
             finish(token, outcome, duration)
-            if not isinstance(exc, _NEVER_COUNTED):
+            if not isinstance(exc, NEVER_COUNTED):
                 record(now, duration, outcome != FAILURE, False)
             raise
         now = clock()
@@ -377,7 +378,7 @@ def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
 
 
 def _sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    clock = plan.breaker._clock
+    clock = plan.breaker.clock
     fallback = plan.fallback
     timeout = plan.timeout
 
@@ -430,12 +431,12 @@ async def _maybe_await(value: Any) -> Any:
 
 def _fast_async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
     """:func:`_fast_sync_wrapper` for coroutine functions: admission needs no await."""
-    admit = plan.breaker._admit
-    finish = plan.breaker._finish
+    admit = plan.breaker.admit
+    finish = plan.breaker.finish
     classify = plan.breaker.classify
-    clock = plan.breaker._clock
-    record = plan.metrics._recorder_for(clock)  # told the end time: one read less
-    reject = plan.metrics._reject
+    clock = plan.breaker.clock
+    record = plan.metrics.series.recorder_for(clock)  # told the end time: one read less
+    reject = plan.metrics.series.reject
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -451,7 +452,7 @@ def _fast_async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., An
             duration = now - start
             outcome = classify(exc)
             finish(token, outcome, duration)
-            if not isinstance(exc, _NEVER_COUNTED):
+            if not isinstance(exc, NEVER_COUNTED):
                 record(now, duration, outcome != FAILURE, False)
             raise
         now = clock()
@@ -464,7 +465,7 @@ def _fast_async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., An
 
 
 def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    clock = plan.breaker._clock
+    clock = plan.breaker.clock
     fallback = plan.fallback
     timeout = plan.timeout
     # Without a pool, admission never waits: skip creating a coroutine for it.
@@ -513,7 +514,7 @@ def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
 
 def _gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
     """Admission when iteration starts; timed and recorded when it ends."""
-    clock = plan.breaker._clock
+    clock = plan.breaker.clock
     fallback = plan.fallback
     timeout = plan.timeout
 
@@ -563,7 +564,7 @@ def _as_iterable(value: Any) -> Any:
 
 
 def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    clock = plan.breaker._clock
+    clock = plan.breaker.clock
     fallback = plan.fallback
     timeout = plan.timeout
 

@@ -17,14 +17,15 @@ import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._breaker.breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from ._breaker.breaker import CircuitBreaker
+from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED, SUCCESS
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http.auth import Headers
 from ._http.core import HttpMiddlewareBase, Route, log_once
 from ._http.endpoints import Response
 from ._http.options import HttpOptions
 from ._http.routes import METHODS, ROUTE_KEY, asgi_template
-from ._pool.pool import _MISSING as _NO_RESOURCE
+from ._pool.pool import MISSING as _NO_RESOURCE
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -116,7 +117,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         token: int | None = None
         if breaker is not None:
             try:
-                token = breaker._admit()
+                token = breaker.admit()
             except CircuitOpenError as exc:
                 await _respond(send, core.circuit_rejection(route, exc), method == "HEAD")
                 return
@@ -126,16 +127,16 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         if pool is not None:
             try:
                 # An idle resource needs no await: skip creating a coroutine for it.
-                resource = pool._take()
+                resource = pool.take()
                 if resource is _NO_RESOURCE:
-                    resource, cold, _ = await pool._acquire_ex_async()
+                    resource, cold, _ = await pool.acquire_timed_async()
             except (PoolFullError, PoolTimeoutError) as exc:
                 rejection = core.pool_rejection(route, breaker, token, exc)
                 await _respond(send, rejection, method == "HEAD")
                 return
             except BaseException:
                 if breaker is not None:
-                    breaker._finish(token, NEUTRAL, 0.0)
+                    breaker.finish(token, NEUTRAL, 0.0)
                 raise
 
         clock = self._clock
@@ -171,7 +172,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                         except Exception:
                             failed = core.status_outcome(status) == FAILURE
                         try:
-                            route.breaker._finish(token, FAILURE if failed else SUCCESS, duration)
+                            route.breaker.finish(token, FAILURE if failed else SUCCESS, duration)
                             route.record(now, duration, not failed, cold)
                         except Exception:
                             log_once("record", "switchgear: recording an HTTP request failed")
@@ -185,13 +186,13 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 gone = True  # the client went away; what the app does next is not its fault
                 raise
 
-        outcome = NEUTRAL
+        outcome: int = NEUTRAL
         counted = False
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             if not done:
-                counted = not (gone or isinstance(exc, _NEVER_COUNTED))
+                counted = not (gone or isinstance(exc, NEVER_COUNTED))
                 outcome = core.classify(exc) if counted else NEUTRAL
             raise
         else:
@@ -220,7 +221,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 )
             if pool is not None:
                 try:
-                    pool._return(resource)  # ours: never foreign, never twice
+                    pool.give_back(resource)  # ours: never foreign, never twice
                 except Exception:
                     log_once("release", "switchgear: returning a resource to the pool failed")
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._breaker.breaker import _NEVER_COUNTED, FAILURE, NEUTRAL, CircuitBreaker
+from ._breaker.breaker import CircuitBreaker
+from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http.auth import Headers
 from ._http.core import HttpCore, HttpMiddlewareBase, Route, log_once
@@ -25,7 +26,7 @@ from ._http.django_glue import django_route_middleware
 from ._http.endpoints import Response, reason_phrase
 from ._http.options import HttpOptions
 from ._http.routes import ROUTE_KEY, method_label, wsgi_template
-from ._pool.pool import _MISSING as _NO_RESOURCE
+from ._pool.pool import MISSING as _NO_RESOURCE
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -163,7 +164,7 @@ class _Exchange:
             ) or explicit == route.template:
                 # The common case: the rule the framework matched last time for this key.
                 try:
-                    route.breaker._finish(self._token, outcome, duration)
+                    route.breaker.finish(self._token, outcome, duration)
                     route.record(now, duration, outcome != FAILURE, self._cold)
                 except Exception:
                     log_once("record", "switchgear: recording an HTTP request failed")
@@ -187,7 +188,7 @@ class _Exchange:
 
     def fail(self, exc: BaseException) -> None:
         """The app raised: a failure (per the breaker's classification), unless cancelled."""
-        counted = not isinstance(exc, _NEVER_COUNTED)
+        counted = not isinstance(exc, NEVER_COUNTED)
         self._finish(self._core.classify(exc) if counted else NEUTRAL, counted)
         self._release()
 
@@ -198,7 +199,7 @@ class _Exchange:
         pool = self._core.pool
         if pool is not None:
             try:
-                pool._return(self._resource)  # ours: never foreign, never twice (_released)
+                pool.give_back(self._resource)  # ours: never foreign, never twice (_released)
             except Exception:
                 log_once("release", "switchgear: returning a resource to the pool failed")
 
@@ -332,7 +333,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         token: int | None = None
         if breaker is not None:
             try:
-                token = breaker._admit()
+                token = breaker.admit()
             except CircuitOpenError as exc:
                 rejection = core.circuit_rejection(route, exc)
                 return _respond(start_response, rejection, method == "HEAD")
@@ -341,15 +342,15 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         cold = False
         if pool is not None:
             try:
-                resource = pool._take()
+                resource = pool.take()
                 if resource is _NO_RESOURCE:
-                    resource, cold, _ = pool._acquire_ex()
+                    resource, cold, _ = pool.acquire_timed()
             except (PoolFullError, PoolTimeoutError) as exc:
                 rejection = core.pool_rejection(route, breaker, token, exc)
                 return _respond(start_response, rejection, method == "HEAD")
             except BaseException:
                 if breaker is not None:
-                    breaker._finish(token, NEUTRAL, 0.0)
+                    breaker.finish(token, NEUTRAL, 0.0)
                 raise
         exchange = _Exchange(
             core, route, breaker, token, method, path, environ, start_response, resource, cold

@@ -18,8 +18,6 @@ Design notes (why, not what):
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import inspect
 import itertools
 import logging
@@ -35,6 +33,17 @@ from typing import Any, ClassVar, TypeVar
 from .. import _validate as v
 from .._errors import CircuitOpenError
 from .._window import SlidingWindow
+from .protocol import (
+    FAILURE,
+    NEUTRAL,
+    NEVER_COUNTED,
+    SUCCESS,
+    BreakerState,
+    ExceptionFilter,
+    Listener,
+    Outcome,
+    counts_transitions,
+)
 
 __all__ = [
     "BreakerState",
@@ -49,30 +58,6 @@ logger = logging.getLogger("switchgear")
 T = TypeVar("T")
 _B = TypeVar("_B", bound="CircuitBreaker")
 _L = TypeVar("_L", bound=Callable[..., object])
-
-ExceptionFilter = (
-    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
-)
-Listener = Callable[["BreakerState", "BreakerState"], object]
-
-# Never a failure, never a success: the caller went away or the interpreter is leaving.
-_NEVER_COUNTED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
-
-# Outcomes of one call.
-SUCCESS = 1
-FAILURE = 0
-NEUTRAL = -1
-
-
-# Set on listeners that *count* transitions (metrics). With shared storage a transition made
-# by another process is adopted here: such listeners skip it, so the fleet counts it once.
-COUNTS_TRANSITIONS = "_switchgear_counts_transitions"
-
-
-def counts_transitions(listener: _L) -> _L:
-    """Mark ``listener`` as counting transitions: told only of those this process made."""
-    setattr(listener, COUNTS_TRANSITIONS, True)
-    return listener
 
 
 def storage_degraded(breaker: object) -> bool | None:
@@ -90,19 +75,6 @@ def _not_callable(fn: object) -> TypeError:
     # A programming error in the caller, not a failure of the dependency: refused before
     # admission, so it never counts against the breaker or takes a trial permit.
     return TypeError(f"fn must be callable, not {type(fn).__name__}")
-
-
-class BreakerState(str, enum.Enum):
-    """The state of a :class:`CircuitBreaker`; the value is the metrics label."""
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-    FORCED_OPEN = "forced_open"
-    DISABLED = "disabled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _CLOSED = BreakerState.CLOSED
@@ -248,7 +220,7 @@ class CircuitBreaker:
                     "storage must be None or a switchgear storage such as "
                     f"switchgear.redis.RedisStorage, not {type(storage).__name__}"
                 )
-        self._clock = v.clock(clock)
+        self.clock = v.clock(clock)
         self._listeners: list[Listener] = []
         if on_state_change is not None:
             self._listeners.append(v.callable_("on_state_change", on_state_change))
@@ -260,7 +232,7 @@ class CircuitBreaker:
         self._events: deque[tuple[BreakerState, BreakerState]] = deque()
         self._permit_ids = itertools.count(-1, -1)
 
-        now = self._clock()
+        now = self.clock()
         self._state = _CLOSED
         self._gen = 0
         # The generation while CLOSED, else None: the lock-free admission check.
@@ -290,7 +262,7 @@ class CircuitBreaker:
         if self._closed_gen is not None:
             return _CLOSED
         with self._lock:
-            self._advance(self._clock())
+            self._advance(self.clock())
             state = self._state
         self._dispatch()
         return state
@@ -303,7 +275,7 @@ class CircuitBreaker:
     def state_durations(self) -> dict[BreakerState, float]:
         """Seconds spent in each state so far, the current one included (breaker's clock)."""
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._advance(now)
             durations = dict(self._durations)
             durations[self._state] += max(now - self._entered_at, 0.0)
@@ -336,7 +308,7 @@ class CircuitBreaker:
         """Return to CLOSED and forget every count, from any state (shared: fleet-wide)."""
         self._prepare()
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._refresh(now)
             self._manual("reset")
             if self._state is not _CLOSED:
@@ -358,7 +330,7 @@ class CircuitBreaker:
     def _set_manual(self, target: BreakerState) -> None:
         self._prepare()
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._refresh(now)
             self._manual(target.value)
             if self._state is not target:
@@ -371,30 +343,30 @@ class CircuitBreaker:
         """Run ``fn(*args, **kwargs)`` through the breaker; raise CircuitOpenError if rejected."""
         if not callable(fn):
             raise _not_callable(fn)
-        token = self._admit()
-        clock = self._clock
+        token = self.admit()
+        clock = self.clock
         start = clock()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(token, self.classify(exc), clock() - start)
+            self.finish(token, self.classify(exc), clock() - start)
             raise
-        self._finish(token, SUCCESS, clock() - start)
+        self.finish(token, SUCCESS, clock() - start)
         return result
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)`` through the breaker; cancellation is never a failure."""
         if not callable(fn):
             raise _not_callable(fn)
-        token = self._admit()
-        clock = self._clock
+        token = self.admit()
+        clock = self.clock
         start = clock()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(token, self.classify(exc), clock() - start)
+            self.finish(token, self.classify(exc), clock() - start)
             raise
-        self._finish(token, SUCCESS, clock() - start)
+        self.finish(token, SUCCESS, clock() - start)
         return result
 
     def allow_request(self) -> bool:
@@ -403,7 +375,7 @@ class CircuitBreaker:
         Pair every ``True`` with one :meth:`record_result`.
         """
         try:
-            self._admit()
+            self.admit()
         except CircuitOpenError:
             return False
         return True
@@ -420,7 +392,7 @@ class CircuitBreaker:
         elapsed = 0.0 if duration is None else v.seconds("duration", duration, allow_zero=True)
         self._prepare()
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._refresh(now)
             if self._state is _CLOSED:
                 self._count_closed(outcome, elapsed, now)
@@ -431,15 +403,15 @@ class CircuitBreaker:
                 self._settle_trial(token, outcome, now)
         self._dispatch()
 
-    def classify(self, exc: BaseException) -> int:
+    def classify(self, exc: BaseException) -> Outcome:
         """SUCCESS, FAILURE or NEUTRAL for a call that raised ``exc``."""
-        if isinstance(exc, _NEVER_COUNTED) or self._is_ignored(exc):
+        if isinstance(exc, NEVER_COUNTED) or self._is_ignored(exc):
             return NEUTRAL
         return FAILURE if self._is_failure(exc) else SUCCESS
 
     # -- the token protocol (also used by @protected) ---------------------------------------
 
-    def _admit(self) -> int | None:
+    def admit(self) -> int | None:
         """Admit one call and return its token, or raise CircuitOpenError.
 
         ``None`` means "admitted, do not record" (DISABLED).
@@ -453,7 +425,7 @@ class CircuitBreaker:
         error: CircuitOpenError | None = None
         token: int | None = None
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._refresh(now)
             state = self._state
             if state is _CLOSED:
@@ -503,7 +475,7 @@ class CircuitBreaker:
         """
         self._count_trial(outcome, now)
 
-    def _finish(self, token: int | None, outcome: int, duration: float) -> None:
+    def finish(self, token: int | None, outcome: int, duration: float) -> None:
         """Count the result of a call admitted with ``token``."""
         if (
             outcome == SUCCESS
@@ -516,7 +488,7 @@ class CircuitBreaker:
         if token is None:
             return
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._refresh(now)
             if token < 0:
                 if self._trials.pop(token, None) is not None:

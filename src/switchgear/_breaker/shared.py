@@ -39,17 +39,8 @@ from collections import deque
 from typing import Any
 
 from .._errors import CircuitOpenError
-from .breaker import (
-    _CLOSED,
-    _HALF_OPEN,
-    _OPEN,
-    COUNTS_TRANSITIONS,
-    FAILURE,
-    NEUTRAL,
-    SUCCESS,
-    BreakerState,
-    CircuitBreaker,
-)
+from .breaker import _CLOSED, _HALF_OPEN, _OPEN, CircuitBreaker
+from .protocol import COUNTS_TRANSITIONS, FAILURE, NEUTRAL, SUCCESS, BreakerState
 from .storage import TRIAL_RELEASE, Outbox, Reply, Rules, Storage
 
 __all__ = ["SharedCircuitBreaker"]
@@ -118,7 +109,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             return _CLOSED
         with self._lock:
             self._check_link()
-            self._advance(self._clock())
+            self._advance(self.clock())
             state = self._state
         self._dispatch()
         return state
@@ -134,7 +125,7 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     # -- calls -----------------------------------------------------------------------------
 
-    def _admit(self) -> int | None:
+    def admit(self) -> int | None:
         # The base class's lock-free CLOSED check, written out: a super() call here would
         # cost a shared breaker's every call more than the check itself.
         gen = self._closed_gen
@@ -305,7 +296,7 @@ class SharedCircuitBreaker(CircuitBreaker):
     def _check_link(self) -> bool:
         """Whether the store decides (lock held); drops to local state if it went silent."""
         if self._linked and self._storage.stale(time.monotonic()):
-            self._go_local(self._clock())
+            self._go_local(self.clock())
         return self._linked
 
     def _go_local(self, now: float) -> None:
@@ -383,7 +374,7 @@ class SharedCircuitBreaker(CircuitBreaker):
                 out.seed_state, out.seed_age = _CLOSED.value, 0.0
             else:
                 out.seed_state = self._state.value
-                out.seed_age = max(self._clock() - self._entered_at, 0.0)
+                out.seed_age = max(self.clock() - self._entered_at, 0.0)
             if self._linked and self._state is _HALF_OPEN:
                 out.acquire = self._want
             self._want = 0
@@ -392,7 +383,7 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def _storage_reply(self, outbox: Outbox, reply: Reply, now: float, refresh: float) -> None:
         with self._lock:
-            local_now = self._clock()
+            local_now = self.clock()
             self._linked = True
             self._lost = False
             was = self._state
@@ -473,7 +464,7 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def _storage_lost(self, outbox: Outbox | None, retry_at: float) -> None:
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._due = retry_at
             if outbox is not None and outbox.command and not self._out.command:
                 self._out.command = outbox.command  # resent when the store answers again

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from prometheus_client.exposition import choose_encoder
 
 from .. import _validate as v
-from .._breaker.breaker import FAILURE, NEUTRAL, SUCCESS, CircuitBreaker
+from .._breaker.breaker import CircuitBreaker
+from .._breaker.protocol import FAILURE, NEUTRAL, SUCCESS
 from .._breaker.registry import configuration_mismatch, peek, shared_breaker
 from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from .._metrics.facade import Metrics, live_metrics, live_pools, observe_pool
@@ -127,8 +128,8 @@ class Route:
         self.breaker = breaker
         self.metrics = metrics
         # Called with the end time the middleware has just read: (now, duration, ok, cold).
-        self.record: TimedSink = metrics._recorder_for(clock)
-        self.reject: Callable[[str], None] = metrics._reject
+        self.record: TimedSink = metrics.series.recorder_for(clock)
+        self.reject: Callable[[str], None] = metrics.series.reject
         # The framework's route object last seen to yield ``template`` with no mount in
         # between (ASGI), or Flask's rule (WSGI): a later request that matched the same
         # object has the same key. Nothing, not even None (no route), until one was seen.
@@ -243,7 +244,7 @@ class HttpCore:
     ) -> Response:
         """Give the breaker's permit back (the app never ran), count the rejection, answer."""
         if breaker is not None:
-            breaker._finish(token, NEUTRAL, 0.0)
+            breaker.finish(token, NEUTRAL, 0.0)
         self.reject(route, exc.reason)
         pool_name = self.pool.name if self.pool is not None else ""
         name = route.key if route is not None else pool_name
@@ -389,7 +390,7 @@ class HttpCore:
             if not counted and admitted is not None:
                 # Client gone / cancelled: give the breaker's permit back, record nothing.
                 if breaker is not None:
-                    breaker._finish(token, NEUTRAL, 0.0)
+                    breaker.finish(token, NEUTRAL, 0.0)
                 return
             if admitted is not None and template == admitted.template:
                 route = admitted  # the common case: the path's route did not change
@@ -399,14 +400,14 @@ class HttpCore:
                 # leading to the real route (/items/abcdef0123456789 a 404, /items/7 not).
                 self.cache.learn(method, path, route, shape=template is not None)
             if breaker is not None and route.breaker is breaker:
-                breaker._finish(token, outcome, duration)
+                breaker.finish(token, outcome, duration)
             else:
                 if breaker is not None:
-                    breaker._finish(token, NEUTRAL, 0.0)  # give a trial permit back
+                    breaker.finish(token, NEUTRAL, 0.0)  # give a trial permit back
                 late = route.breaker
                 gen = late._closed_gen
                 if gen is not None and outcome != NEUTRAL:
-                    late._finish(gen, outcome, duration)
+                    late.finish(gen, outcome, duration)
             if counted:
                 route.record(self.clock(), duration, outcome != FAILURE, cold_start)
         except Exception:
@@ -475,7 +476,7 @@ class HttpCore:
                 names[key] = (stats, route.metrics.window_stats(), route.breaker)
             for metrics in live_metrics(self.registry):
                 if metrics.name not in names:
-                    breaker = metrics._series.breaker()
+                    breaker = metrics.series.breaker()
                     names[metrics.name] = (metrics.stats(), metrics.window_stats(), breaker)
             if memory is None:
                 from .._metrics.memory import read_memory

@@ -2,7 +2,7 @@
 
 Where the numbers live and how they leave the process:
 
-* recording (``Metrics._record``, called by ``@protected`` and the middleware) adds to
+* recording (``Metrics.series``, called by ``@protected`` and the middleware) adds to
   plain per-thread counters, without a lock (:mod:`switchgear._metrics.series`);
 * Prometheus reads them at scrape time through one custom collector per registry
   (:mod:`switchgear._metrics.prometheus`); with ``PROMETHEUS_MULTIPROC_DIR`` set they are
@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from .. import _validate as v
 from .prometheus import Collector, multiprocess_mode, render_latest
-from .series import LATENCY_BUCKETS, REJECTION_REASONS, Series, TimedSink
+from .series import LATENCY_BUCKETS, REJECTION_REASONS, Series
 from .store import Store
 
 __all__ = [
@@ -157,7 +157,7 @@ def live_pools(registry: CollectorRegistry | None = None) -> list[Any]:
 def _observe(store: Store, pool: Any) -> None:
     entry, new = store.pool_for(pool)
     if new:
-        pool._add_observer(entry)
+        pool.add_observer(entry)
 
 
 _lock = threading.Lock()
@@ -231,7 +231,7 @@ class Metrics:
         metrics.window_stats(10.0).qps   # calls per second over the last 10 s
     """
 
-    __slots__ = ("__weakref__", "_record", "_reject", "_series", "_store", "name")
+    __slots__ = ("__weakref__", "_record", "_reject", "_store", "name", "series")
 
     _record: Callable[[float, bool, bool], None]
     _reject: Callable[[str], None]
@@ -275,22 +275,17 @@ class Metrics:
             ) from exc
         store = _store_for(registry)
         self._bind(store, store.series_for(self.name, bounds, span, clock))
-        bridge.add(self._series)
+        bridge.add(self.series)
 
     def _bind(self, store: Store, series: Series) -> None:
         self._store = store
-        self._series: Series = series
+        self.series: Series = series
         # The hot path: the series' closures themselves, no wrapper call in between.
         self._record = series.record
         self._reject = series.reject
 
     def __repr__(self) -> str:
         return f"<Metrics {self.name!r}>"
-
-    def _recorder_for(self, clock: Callable[[], float]) -> TimedSink:
-        """The hot-path sink for callers that time calls with ``clock``: it takes the end
-        time they just read, ``(now, duration, success, cold_start)``."""
-        return self._series.recorder_for(clock)
 
     # -- recording -------------------------------------------------------------------------
 
@@ -314,7 +309,7 @@ class Metrics:
     def update_pool_stats(self, size: int, in_use: int, available: int) -> None:
         """Set the pool figures by hand (used when no pool is attached)."""
         figures = (_count("size", size), _count("in_use", in_use), _count("available", available))
-        self._series.pool_override = figures
+        self.series.pool_override = figures
         if self._store.mirror is not None:
             self._store.tick()
 
@@ -334,7 +329,7 @@ class Metrics:
         closed->open, open->half_open, half_open->open and half_open->closed, are exported at
         0 right away, so ``increase()`` sees the first trip), its state and time in each
         state are read at scrape time. A pool (``stats()``, ``min_size``, ``max_size``,
-        ``_add_observer``) is labelled with its own name. Both are held weakly: attaching
+        ``add_observer``) is labelled with its own name. Both are held weakly: attaching
         does not keep them alive, and a dead one disappears from the exposition. Attaching
         the same object twice has no further effect.
         """
@@ -347,12 +342,12 @@ class Metrics:
                     f"breaker {breaker_name!r} cannot report through metrics {self.name!r}: "
                     "a breaker reports through the Metrics of its own name"
                 )
-            self._series.attach_breaker(target)
-        elif callable(getattr(target, "_add_observer", None)) and callable(
+            self.series.attach_breaker(target)
+        elif callable(getattr(target, "add_observer", None)) and callable(
             getattr(target, "stats", None)
         ):
             v.name("pool.name", getattr(target, "name", None))
-            self._series.attach_pool(target)
+            self.series.attach_pool(target)
             _observe(self._store, target)
         else:
             raise TypeError(
@@ -363,13 +358,13 @@ class Metrics:
 
     def stats(self) -> Stats:
         """Totals since creation, plus current pool and memory figures."""
-        requests, errors, cold, latency_sum = self._series.totals()
-        pool = self._series.pool()
+        requests, errors, cold, latency_sum = self.series.totals()
+        pool = self.series.pool()
         if pool is not None:
             s = pool.stats()
             size, in_use, available = int(s.total), int(s.in_use), int(s.available)
         else:
-            size, in_use, available = self._series.pool_override or (0, 0, 0)
+            size, in_use, available = self.series.pool_override or (0, 0, 0)
         used, limit = self._store.memory()
         return Stats(
             request_count=requests,
@@ -389,7 +384,7 @@ class Metrics:
 
         The span is rounded up to whole slots (``window / 60`` s each).
         """
-        configured = self._series.window.window
+        configured = self.series.window.window
         span: float | None = None
         if window is not None:
             span = v.seconds("window", window)
@@ -397,7 +392,7 @@ class Metrics:
                 raise ValueError(
                     f"window must be <= the configured window of {configured!r} s, got {span!r}"
                 )
-        w = self._series.window_sums(span)
+        w = self.series.window_sums(span)
         return WindowStats(
             duration=w.covered,
             request_count=w.requests,

@@ -8,6 +8,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._pool.observer import Tally
 from .series import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
@@ -55,10 +56,10 @@ class PoolSeries:
         self.scaled = dict.fromkeys(SCALE_DIRECTIONS, 0)
         self.refs: list[weakref.ref[Any]] = []
         self.sinks: tuple[Callable[[float], None], ...] = ()
-        # Each attached pool's count of immediate acquisitions (a one-item list the pool
-        # increments): folded into the first bucket when scraped. Held strongly, so the
-        # counts of a pool that is gone stay in this counter.
-        self.immediate: list[list[int]] = []
+        # Each attached pool's tally of immediate acquisitions: folded into the first
+        # bucket when scraped. Held strongly, so the counts of a pool that is gone stay in
+        # this counter.
+        self.immediate: list[Tally] = []
 
     def attach(self, pool: Any) -> bool:
         """Remember ``pool``; True if it was not attached yet (so observe it)."""
@@ -67,8 +68,8 @@ class PoolSeries:
             new = not any(ref() is pool for ref in live)
             if new:
                 live.append(weakref.ref(pool))
-                tally = getattr(pool, "_immediate", None)
-                if isinstance(tally, list) and not any(t is tally for t in self.immediate):
+                tally = getattr(pool, "immediate", None)
+                if isinstance(tally, Tally) and not any(t is tally for t in self.immediate):
                     self.immediate.append(tally)
             self.refs = live
         return new
@@ -79,8 +80,8 @@ class PoolSeries:
             refs = list(self.refs)
         for ref in refs:
             pool = ref()
-            if pool is not None and hasattr(pool, "_observers_changed"):
-                pool._observers_changed()
+            if pool is not None and hasattr(pool, "observers_changed"):
+                pool.observers_changed()
 
     @property
     def every_acquire(self) -> bool:
@@ -111,7 +112,7 @@ class PoolSeries:
             self.store.mirror.pool_waited(self, wait)
 
     def pool_acquired_immediately(self, pool: str) -> None:
-        # Counted already (the pool's ``_immediate``): only the per-event consumers hear it.
+        # Counted already (the pool's ``immediate`` tally): only the per-event consumers hear it.
         for sink in self.sinks:
             sink(0.0)
         if self.store.mirror is not None:
@@ -127,7 +128,7 @@ class PoolSeries:
         with self.lock:
             counts = list(self.counts)
             # A wait of 0 s is in the first bucket (le is the smallest bound).
-            counts[0] += sum(tally[0] for tally in self.immediate)
+            counts[0] += sum(tally.count for tally in self.immediate)
             return tuple(counts), self.sum, dict(self.scaled)
 
     def gauges(self) -> PoolGauges | None:

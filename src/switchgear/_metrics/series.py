@@ -24,7 +24,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._breaker.breaker import counts_transitions
+from .._breaker.protocol import counts_transitions
 from .._window import SlidingWindow
 
 if TYPE_CHECKING:

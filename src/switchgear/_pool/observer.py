@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-__all__ = ["PoolObserver"]
+__all__ = ["PoolObserver", "Tally"]
 
 
 class PoolObserver(Protocol):
@@ -16,7 +16,8 @@ class PoolObserver(Protocol):
 
     Releases are not reported (sizes are read from the pool when scraped), and neither are
     acquisitions served at once by an idle resource, unless ``every_acquire`` is true: the
-    pool counts those in ``pool._immediate[0]``, for the observer to read when scraped.
+    pool counts those in its :attr:`~switchgear.DynamicPool.immediate` tally, for the
+    observer to read when scraped.
     """
 
     @property
@@ -34,3 +35,18 @@ class PoolObserver(Protocol):
 
     def pool_scaled(self, pool: str, direction: Literal["up", "down"], count: int) -> None:
         """The autoscaler added or retired ``count`` resources (cold starts are not scaling)."""
+
+
+class Tally:
+    """A count one component increments on its hot path and another reads when scraped.
+
+    Held by reference, so a reader keeps the count of a component that is gone.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __repr__(self) -> str:
+        return f"<Tally {self.count}>"

@@ -42,10 +42,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from .. import _validate as v
 from .._errors import PoolClosedError, PoolFullError, PoolTimeoutError
+from .observer import PoolObserver, Tally
 from .policy import decide as _decide
 from .waiters import CREATE as _CREATE
 from .waiters import ERROR as _ERROR
@@ -58,16 +59,13 @@ from .waiters import ThreadWaiter as _ThreadWaiter
 from .waiters import Waiter as _Waiter
 from .waiters import ring_future as _ring_future
 
-if TYPE_CHECKING:
-    from .observer import PoolObserver
-
 __all__ = ["DynamicPool", "PoolStats", "Slot"]
 
 logger = logging.getLogger("switchgear")
 
 T = TypeVar("T")
 
-_MISSING: Any = object()
+MISSING: Any = object()
 
 _TIMEOUT_MAX = threading.TIMEOUT_MAX  # Lock.acquire overflows beyond it
 
@@ -265,7 +263,7 @@ class DynamicPool(Generic[T]):
         # they are scraped instead of hearing of each one: the hot path calls nobody. Only
         # observers that need each event (``every_acquire``: an OpenTelemetry histogram, a
         # multiprocess file) are called for them, and only while one is attached.
-        self._immediate = [0]
+        self.immediate = Tally()  # acquisitions served at once (see stats)
         self._every: tuple[PoolObserver, ...] = ()
         self._requests = 0  # finished acquire calls that did not find an idle resource
         self._wait_sum = 0.0
@@ -325,34 +323,34 @@ class DynamicPool(Generic[T]):
         :class:`PoolFullError` (``max_waiting`` callers already wait), :class:`PoolClosedError`,
         or whatever the factory raised during a cold start.
         """
-        return self._acquire_ex(timeout)[0]
+        return self.acquire_timed(timeout)[0]
 
     async def acquire_async(self, timeout: float | timedelta | None = None) -> T:
         """Like :meth:`acquire`, waiting without blocking the event loop."""
-        return (await self._acquire_ex_async(timeout))[0]
+        return (await self.acquire_timed_async(timeout))[0]
 
-    def _acquire_ex(self, timeout: float | timedelta | None = None) -> tuple[T, bool, float]:
+    def acquire_timed(self, timeout: float | timedelta | None = None) -> tuple[T, bool, float]:
         """``acquire`` returning ``(resource, cold_start, waited_seconds)``."""
         if timeout is not None:
             timeout = v.seconds("timeout", timeout, allow_zero=True)
-        resource = self._take()
-        if resource is _MISSING:
+        resource = self.take()
+        if resource is MISSING:
             return self._acquire_slow(timeout)
         return resource, False, 0.0
 
-    async def _acquire_ex_async(
+    async def acquire_timed_async(
         self, timeout: float | timedelta | None = None
     ) -> tuple[T, bool, float]:
         """``acquire_async`` returning ``(resource, cold_start, waited_seconds)``."""
         if timeout is not None:
             timeout = v.seconds("timeout", timeout, allow_zero=True)
-        resource = self._take()
-        if resource is _MISSING:
+        resource = self.take()
+        if resource is MISSING:
             return await self._acquire_slow_async(timeout)
         return resource, False, 0.0
 
-    def _take(self) -> Any:
-        """The fast path: the most recently used idle resource, or ``_MISSING``."""
+    def take(self) -> Any:
+        """The fast path: the most recently used idle resource, or ``MISSING``."""
         if self._need_thread:
             self._ensure_autoscaler()
         # acquire/release rather than ``with``: half the cost, on the path every call takes.
@@ -361,11 +359,11 @@ class DynamicPool(Generic[T]):
         try:
             idle = self._idle
             if not idle:
-                return _MISSING
+                return MISSING
             resource = idle.pop()
             self._leased[id(resource)] = resource
             self._busy_shift += self._clock() - self._t_last  # busy + 1, see _integrate
-            self._immediate[0] += 1  # a finished acquire (see stats)
+            self.immediate.count += 1
         finally:
             lock.release()
         if self._every:
@@ -487,7 +485,7 @@ class DynamicPool(Generic[T]):
                 self._integrate()
                 del self._waiters[waiter]
         if state == _RESOURCE:
-            self._return(value)
+            self.give_back(value)
         elif state == _CREATE:
             self._unreserve()
 
@@ -597,7 +595,7 @@ class DynamicPool(Generic[T]):
             abandoned = creation.abandoned
         if abandoned:
             if error is None:
-                self._return(resource)  # to a waiter, idle, or closed if the pool closed
+                self.give_back(resource)  # to a waiter, idle, or closed if the pool closed
             elif not isinstance(error, PoolClosedError) and not self._late_failure_logged:
                 self._late_failure_logged = True  # once per pool: a broken factory repeats
                 logger.error(
@@ -620,7 +618,7 @@ class DynamicPool(Generic[T]):
     def _walk_away(self, creation: _Creation) -> None:
         """The caller leaves for good: what is made, now or later, goes to the pool."""
         if not self._give_up(creation) and creation.error is None:
-            self._return(creation.resource)
+            self.give_back(creation.resource)
 
     def _created(self, creation: _Creation) -> T:
         if creation.error is not None:
@@ -657,13 +655,13 @@ class DynamicPool(Generic[T]):
         Raises ``ValueError`` for an object this pool did not hand out or that is already idle
         (a double release).
         """
-        if not self._return(resource):
+        if not self.give_back(resource):
             with self._lock:
                 twice = any(r is resource for r in self._idle)
             what = "was released twice" if twice else "was not acquired from this pool"
             raise ValueError(f"release(resource): {resource!r} {what} ({self._name!r})")
 
-    def _return(self, resource: T) -> bool:
+    def give_back(self, resource: T) -> bool:
         key = id(resource)
         waiter = None
         doomed = False
@@ -741,8 +739,8 @@ class DynamicPool(Generic[T]):
         with self._lock:
             in_use = len(self._leased) + self._creating
             available = len(self._idle)
-            # Immediate acquisitions are counted once, in _immediate, by the hot path.
-            requests = self._requests + self._immediate[0]
+            # Immediate acquisitions are counted once, in ``immediate``, by the hot path.
+            requests = self._requests + self.immediate.count
             return PoolStats(
                 total=in_use + available,
                 in_use=in_use,
@@ -911,18 +909,18 @@ class DynamicPool(Generic[T]):
 
     # -- observers --------------------------------------------------------------------------
 
-    def _add_observer(self, observer: PoolObserver) -> None:
+    def add_observer(self, observer: PoolObserver) -> None:
         """Report acquisitions that waited or created, and autoscaler actions, to ``observer``.
 
-        Immediate acquisitions are only counted (``_immediate``) unless the observer's
-        ``every_acquire`` is true; call :meth:`_observers_changed` when that flag changes.
+        Immediate acquisitions are only counted (``immediate``) unless the observer's
+        ``every_acquire`` is true; call :meth:`observers_changed` when that flag changes.
         """
         with self._lock:
             if not any(o is observer for o in self._observers):
                 self._observers = (*self._observers, observer)
-        self._observers_changed()
+        self.observers_changed()
 
-    def _observers_changed(self) -> None:
+    def observers_changed(self) -> None:
         with self._lock:
             self._every = tuple(o for o in self._observers if o.every_acquire)
 

@@ -267,7 +267,7 @@ def exchange_args(rules: Rules, outbox: Outbox, key_ttl: float) -> list[str | in
     ]
     for permit, outcome in outbox.trials:
         args.append(permit)
-        args.append(outcome)
+        args.append(int(outcome))
     return args
 
 

@@ -91,9 +91,9 @@ def test_defect_unlimited_half_open_admission(clock: FakeClock) -> None:
     )
     run(br, fail)
     clock.advance(1.0)
-    tokens = [br._admit(), br._admit()]
+    tokens = [br.admit(), br.admit()]
     with pytest.raises(sg.CircuitOpenError) as info:
-        br._admit()
+        br.admit()
     assert info.value.reason == "half_open_full"
     assert all(t is not None and t < 0 for t in tokens)
 
@@ -177,9 +177,9 @@ def test_any_trial_failure_reopens(clock: FakeClock) -> None:
 
 def test_hung_trial_call_reopens_after_open_timeout(clock: FakeClock) -> None:
     br = half_open(clock, success_threshold=1)
-    hung = br._admit()
+    hung = br.admit()
     with pytest.raises(sg.CircuitOpenError):
-        br._admit()
+        br.admit()
     clock.advance(9.0)
     assert br.state is S.HALF_OPEN
     clock.advance(1.0)
@@ -187,7 +187,7 @@ def test_hung_trial_call_reopens_after_open_timeout(clock: FakeClock) -> None:
     clock.advance(10.0)
     assert br.state is S.HALF_OPEN
     # The hung call finally finishes: it belongs to an earlier episode and changes nothing.
-    br._finish(hung, 1, 25.0)
+    br.finish(hung, 1, 25.0)
     assert br.state is S.HALF_OPEN
     assert br.call(ok) == "ok"
     assert br.state is S.CLOSED
@@ -208,22 +208,22 @@ def test_ignored_trial_returns_its_permit(clock: FakeClock) -> None:
 
 def test_half_open_max_calls_larger_than_success_threshold(clock: FakeClock) -> None:
     br = half_open(clock, success_threshold=1, half_open_max_calls=3)
-    tokens = [br._admit() for _ in range(3)]
+    tokens = [br.admit() for _ in range(3)]
     with pytest.raises(sg.CircuitOpenError):
-        br._admit()
-    br._finish(tokens[0], 1, 0.0)
+        br.admit()
+    br.finish(tokens[0], 1, 0.0)
     assert br.state is S.CLOSED
     # Late finishers of the closed episode change nothing.
-    br._finish(tokens[1], 0, 0.0)
-    br._finish(tokens[2], 0, 0.0)
+    br.finish(tokens[1], 0, 0.0)
+    br.finish(tokens[2], 0, 0.0)
     assert br.state is S.CLOSED
 
 
 def test_retry_after_when_half_open_is_full(clock: FakeClock) -> None:
     br = half_open(clock, success_threshold=1)
-    br._admit()
+    br.admit()
     with pytest.raises(sg.CircuitOpenError) as info:
-        br._admit()
+        br.admit()
     assert 0 < info.value.retry_after <= 1.0
 
 
@@ -234,7 +234,7 @@ def test_result_from_earlier_generation_is_ignored(clock: FakeClock) -> None:
     br = sg.CircuitBreaker(
         "gen", failure_threshold=2, success_threshold=1, open_timeout=1.0, clock=clock
     )
-    slow_call = br._admit()  # admitted while CLOSED
+    slow_call = br.admit()  # admitted while CLOSED
     run(br, fail)
     run(br, fail)
     assert br.state is S.OPEN
@@ -243,7 +243,7 @@ def test_result_from_earlier_generation_is_ignored(clock: FakeClock) -> None:
     assert br.state is S.CLOSED
     # The failure of the call admitted in the first CLOSED generation must not count now.
     run(br, fail)
-    br._finish(slow_call, 0, 0.1)
+    br.finish(slow_call, 0, 0.1)
     assert br.state is S.CLOSED
 
 
@@ -610,7 +610,7 @@ def test_memory_is_constant_in_the_number_of_calls() -> None:
 
     br = sg.CircuitBreaker("mem", failure_rate_threshold=0.9, failure_threshold=10**9)
     clock = FakeClock()
-    br._clock = clock
+    br.clock = clock
 
     def churn(n: int) -> None:
         for i in range(n):

@@ -9,7 +9,7 @@ import threading
 import time
 
 import switchgear as sg
-from switchgear._breaker.breaker import FAILURE, SUCCESS
+from switchgear._breaker.protocol import FAILURE, SUCCESS
 from switchgear.testing import FakeClock
 
 
@@ -96,7 +96,7 @@ def test_threads_transitions_once_in_order_and_trials_bounded() -> None:
         try:
             for _ in range(20_000):
                 try:
-                    token = br._admit()
+                    token = br.admit()
                 except sg.CircuitOpenError:
                     # Rejections drive time: the run spans many open/half-open cycles.
                     clock.advance(0.001)
@@ -107,7 +107,7 @@ def test_threads_transitions_once_in_order_and_trials_bounded() -> None:
                     if rng.random() < 0.5:
                         time.sleep(0)  # let other threads run while a trial is inside
                     counter.leave(episode)
-                br._finish(token, FAILURE if rng.random() < 0.3 else SUCCESS, 0.0)
+                br.finish(token, FAILURE if rng.random() < 0.3 else SUCCESS, 0.0)
         except BaseException as exc:
             errors.append(exc)
 
@@ -183,7 +183,7 @@ def test_asyncio_tasks_transitions_once_and_trials_bounded() -> None:
         rng = random.Random(seed)
         for _ in range(150):
             try:
-                token = br._admit()
+                token = br.admit()
             except sg.CircuitOpenError:
                 clock.advance(0.002)
                 await asyncio.sleep(0)
@@ -192,7 +192,7 @@ def test_asyncio_tasks_transitions_once_and_trials_bounded() -> None:
             await asyncio.sleep(0)
             if episode is not None:
                 counter.leave(episode)
-            br._finish(token, FAILURE if rng.random() < 0.3 else SUCCESS, 0.0)
+            br.finish(token, FAILURE if rng.random() < 0.3 else SUCCESS, 0.0)
 
     async def main() -> None:
         await asyncio.gather(*(task(i) for i in range(1000)))

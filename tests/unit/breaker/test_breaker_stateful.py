@@ -144,7 +144,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.next_id += 1
         expected, detail = self.model.admit(call_id, self.clock())
         try:
-            token = self.breaker._admit()
+            token = self.breaker.admit()
         except sg.CircuitOpenError as exc:
             assert expected == "rejected", (expected, detail)
             assert exc.reason == detail
@@ -156,7 +156,7 @@ class BreakerMachine(RuleBasedStateMachine):
     def _end(self, call_id: int, outcome: str, duration: float) -> None:
         token, ticket = self.in_flight.pop(call_id)
         code = {"success": 1, "failure": 0, "ignored": -1}[outcome]
-        self.breaker._finish(token, code, duration)
+        self.breaker.finish(token, code, duration)
         self.model.finish(ticket, outcome, duration, self.clock())
 
     @rule(

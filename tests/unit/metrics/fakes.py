@@ -64,7 +64,7 @@ class FakePool:
     def stats(self) -> FakePoolStats:
         return self.sizes
 
-    def _add_observer(self, observer: Any) -> None:
+    def add_observer(self, observer: Any) -> None:
         self.observers.append(observer)
 
     def acquired(self, wait: float, cold_start: bool = False) -> None:

@@ -85,8 +85,8 @@ def test_counters_by_outcome_cold_start_and_reason() -> None:
     m.record_request(timedelta(milliseconds=30), True, cold_start=True)
     m.record_rejection("pool_full")
     m.record_rejection("pool_full")
-    m._reject("circuit_open")
-    m._record(0.5, False, True)
+    m.series.reject("circuit_open")
+    m.series.record(0.5, False, True)
     s = samples(registry)
     n = m.name
     assert s[key("switchgear_requests_total", name=n, outcome="success")] == 2
@@ -431,7 +431,7 @@ def test_window_over_a_shorter_span(clock: FakeClock) -> None:
 def test_window_with_a_real_clock_counts_recent_calls() -> None:
     m, _ = fresh(window=5.0)
     for _ in range(100):
-        m._record(0.001, True, False)
+        m.series.record(0.001, True, False)
     w = m.window_stats()
     assert w.request_count == 100
     assert 0 < w.duration <= 5.0
@@ -566,7 +566,7 @@ def test_methods_validate() -> None:
 
 def test_eight_threads_record_exact_counts() -> None:
     m, registry = fresh()
-    record = m._record
+    record = m.series.record
     calls = 50_000
     barrier = threading.Barrier(8)
 
@@ -612,8 +612,8 @@ def test_threads_that_come_and_go_leave_no_state_behind() -> None:
 
     def work() -> None:
         for _ in range(10):
-            m._record(0.01, False, True)
-        m._reject("pool_full")
+            m.series.record(0.01, False, True)
+        m.series.reject("pool_full")
 
     for _ in range(20):
         batch = [threading.Thread(target=work) for _ in range(10)]
@@ -623,9 +623,9 @@ def test_threads_that_come_and_go_leave_no_state_behind() -> None:
             t.join()
     gc.collect()
     stats = m.stats()  # a read folds the shards of ended threads in
-    assert len(m._series._shards) == 0  # every ended thread's counts were folded in
+    assert len(m.series._shards) == 0  # every ended thread's counts were folded in
     assert (stats.request_count, stats.error_count, stats.cold_start_count) == (2000, 2000, 2000)
-    assert m._series.rejections()["pool_full"] == 200
+    assert m.series.rejections()["pool_full"] == 200
 
 
 def test_metrics_of_a_dropped_registry_are_freed() -> None:
@@ -634,7 +634,7 @@ def test_metrics_of_a_dropped_registry_are_freed() -> None:
         m = sg.Metrics("short-lived", registry=CollectorRegistry())
         m.record_request(0.1, True)
         m.attach(FakeBreaker("short-lived"))
-        refs.append(weakref.ref(m._series))
+        refs.append(weakref.ref(m.series))
         del m
     gc.collect()
     assert not any(ref() is not None for ref in refs)
@@ -645,7 +645,7 @@ def test_memory_is_constant_in_the_number_of_calls() -> None:
     # recycled many times over.
     clock = itertools.count(1000.0, 0.001).__next__
     m, _ = fresh(clock=clock)
-    record = m._record
+    record = m.series.record
     durations = [0.0005, 0.003, 0.02, 0.2, 3.0, 20.0]
     tracemalloc.start()
     try:
@@ -713,7 +713,7 @@ def test_scrape_of_100_names_is_fast() -> None:
         m = sg.Metrics(f"route-{i}", registry=registry)
         m.attach(FakeBreaker(m.name))  # dies at once: exercises the weakref path too
         for d in (0.001, 0.02, 0.3):
-            m._record(d, True, False)
+            m.series.record(d, True, False)
     generate_latest(registry)
     start = time.perf_counter()
     for _ in range(5):
@@ -725,9 +725,9 @@ def test_scrape_of_100_names_is_fast() -> None:
 def test_recorder_for_another_clock_keeps_the_series_time(clock: FakeClock) -> None:
     """A caller timing with a different clock cannot move the window: the series reads its own."""
     m, _ = fresh(clock=clock, window=60.0)
-    assert m._recorder_for(clock) is m._series.record_at  # same clock: the end time is used
+    assert m.series.recorder_for(clock) is m.series.record_at  # same clock: the end time is used
     elsewhere = FakeClock(start=10_000.0)
-    record = m._recorder_for(elsewhere)
+    record = m.series.recorder_for(elsewhere)
     for _ in range(30):
         record(elsewhere(), 0.2, False, False)
     clock.advance(30.0)

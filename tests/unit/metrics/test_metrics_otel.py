@@ -150,7 +150,7 @@ def test_one_set_of_instruments_per_provider(caplog: pytest.LogCaptureFixture) -
 def test_no_sdk_means_no_per_call_work() -> None:
     m = sg.Metrics(unique(), registry=CollectorRegistry(), meter_provider=NoOpMeterProvider())
     m.record_request(0.1, True)
-    assert m._series.sinks == ()  # the hot path has nothing to call
+    assert m.series.sinks == ()  # the hot path has nothing to call
 
 
 GLOBAL_LATER = textwrap.dedent(
@@ -164,7 +164,7 @@ GLOBAL_LATER = textwrap.dedent(
 
     m = sg.Metrics("late", registry=CollectorRegistry())  # global provider: the API proxy
     m.record_request(0.3, True)
-    sinks_before = len(m._series.sinks)
+    sinks_before = len(m.series.sinks)
 
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))

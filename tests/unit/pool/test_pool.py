@@ -439,8 +439,8 @@ def test_cold_starts_and_lifo_reuse(
     make_pool: Callable[..., sg.DynamicPool[Engine]], factory: Factory
 ) -> None:
     pool = make_pool(min_size=1, max_size=3)
-    a, cold_a, _ = pool._acquire_ex()
-    b, cold_b, _ = pool._acquire_ex()
+    a, cold_a, _ = pool.acquire_timed()
+    b, cold_b, _ = pool.acquire_timed()
     assert (a, cold_a, b, cold_b) == (factory.made[0], False, factory.made[1], True)
     pool.release(a)
     pool.release(b)
@@ -472,8 +472,8 @@ def test_async_lease_and_context_managers(factory: Factory) -> None:
             async with pool.lease_async() as engine:
                 assert engine is factory.made[0]
                 assert pool.stats().in_use == 1
-            r, cold, waited = await pool._acquire_ex_async()
-            r2, cold2, _ = await pool._acquire_ex_async()
+            r, cold, waited = await pool.acquire_timed_async()
+            r2, cold2, _ = await pool.acquire_timed_async()
             assert (r, cold, waited, cold2) == (engine, False, 0.0, True)
             pool.release(r)
             pool.release(r2)
@@ -549,7 +549,7 @@ def test_factory_error_reaches_the_caller_and_is_retried(
     assert sizes(pool) == (1, 1, 0, 0)
     assert pool._size == 1
     factory.fail_with = None
-    fresh, cold, _ = pool._acquire_ex()
+    fresh, cold, _ = pool.acquire_timed()
     assert cold
     assert fresh is factory.made[-1]
     s = pool.stats()
@@ -599,7 +599,7 @@ def test_a_failed_creation_hands_its_slot_to_a_waiter() -> None:
                 errors.append(exc)
 
         def second() -> None:
-            got.append(pool._acquire_ex())
+            got.append(pool.acquire_timed())
 
         t1 = threading.Thread(target=first)
         t1.start()
@@ -777,10 +777,10 @@ def test_wait_time_is_measured_by_the_pool_clock(
 ) -> None:
     pool = make_pool(min_size=1, max_size=1)
     recorder = Recorder()
-    pool._add_observer(recorder)
+    pool.add_observer(recorder)
     held = pool.acquire()
     got: list[tuple[Engine, bool, float]] = []
-    waiter = threading.Thread(target=lambda: got.append(pool._acquire_ex()))
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire_timed()))
     waiter.start()
     wait_until(lambda: pool.stats().waiting == 1)
     clock.advance(2.0)
@@ -1019,8 +1019,8 @@ def test_observers_see_acquisitions_and_autoscaler_only(
 ) -> None:
     pool = make_pool(name="obs", min_size=1, max_size=4, scale_up_threshold=0.5)
     recorder = Recorder()
-    pool._add_observer(recorder)
-    pool._add_observer(recorder)  # once is enough
+    pool.add_observer(recorder)
+    pool.add_observer(recorder)  # once is enough
     a = pool.acquire()  # idle at once
     b = pool.acquire()  # a cold start: reported with the acquire, not as scaling
     clock.advance(10.0)
@@ -1035,7 +1035,7 @@ def test_observers_see_acquisitions_and_autoscaler_only(
         ("scaled", "obs", "up", 2),
         ("scaled", "obs", "down", 3),
     ]
-    assert pool._immediate == [1]
+    assert pool.immediate.count == 1
 
 
 def test_immediate_acquisitions_are_only_counted_unless_an_observer_asks(
@@ -1044,20 +1044,20 @@ def test_immediate_acquisitions_are_only_counted_unless_an_observer_asks(
     """The hot path calls no observer: immediate acquisitions go to a counter read later."""
     pool = make_pool(name="quiet", min_size=2, max_size=4)
     quiet, loud = Recorder(every_acquire=False), Recorder()
-    pool._add_observer(quiet)
+    pool.add_observer(quiet)
     for _ in range(3):
         pool.release(pool.acquire())
     assert quiet.calls == []
-    assert pool._immediate == [3]
-    pool._add_observer(loud)
+    assert pool.immediate.count == 3
+    pool.add_observer(loud)
     pool.release(pool.acquire())
     assert loud.calls == [("immediately", "quiet")]
     assert quiet.calls == []
     loud.every_acquire = False
-    pool._observers_changed()
+    pool.observers_changed()
     pool.release(pool.acquire())
     assert loud.calls == [("immediately", "quiet")]
-    assert pool._immediate == [5]
+    assert pool.immediate.count == 5
 
 
 def test_a_failing_observer_is_logged_and_ignored(
@@ -1072,8 +1072,8 @@ def test_a_failing_observer_is_logged_and_ignored(
 
     pool = make_pool(min_size=1, max_size=2)
     broken, good = Broken(), Recorder()
-    pool._add_observer(broken)
-    pool._add_observer(good)
+    pool.add_observer(broken)
+    pool.add_observer(good)
     with caplog.at_level(logging.ERROR, logger="switchgear"):
         engine = pool.acquire()
     assert "observer bug" in caplog.text

@@ -131,7 +131,7 @@ def test_threads_never_share_a_resource() -> None:
         try:
             start.wait()
             for i in range(5000):
-                engine, _, waited = pool._acquire_ex()
+                engine, _, waited = pool.acquire_timed()
                 try:
                     holders.enter(engine)
                     slow[n] += waited > 0  # only the fast path reports exactly 0

@@ -89,12 +89,12 @@ class PoolMachine(RuleBasedStateMachine):
             with pytest.raises(sg.PoolClosedError):
                 pool.acquire(timeout=0)
         elif self.idle:
-            engine, cold, waited = pool._acquire_ex(timeout=0)
+            engine, cold, waited = pool.acquire_timed(timeout=0)
             assert engine is self.idle.pop()  # the most recently released
             assert (cold, waited) == (False, 0.0)
             self.held.append(engine)
         elif self.total() < pool.max_size:
-            engine, cold, _ = pool._acquire_ex(timeout=0)
+            engine, cold, _ = pool.acquire_timed(timeout=0)
             assert engine is self.made[-1]
             assert cold
             self.held.append(engine)
