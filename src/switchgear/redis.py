@@ -14,24 +14,27 @@ See ``docs/redis.md`` for the key layout, the staleness bound and degraded mode.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import redis
 import redis.asyncio
 
 from . import _validate as v
-from ._breaker.storage import Storage
+from ._breaker.storage import Driver as _Driver
+from ._breaker.storage import Ledger as _Ledger
+from ._breaker.storage import Storage as _Storage
+from ._redis.task_driver import TaskDriver as _TaskDriver
+from ._redis.thread_driver import ThreadDriver as _ThreadDriver
 
 __all__ = ["RedisStorage"]
 
 logger = logging.getLogger("switchgear")
 
-_S = TypeVar("_S", bound="RedisStorage")
 
-
-class RedisStorage(Storage):
+class RedisStorage(_Storage):
     """Keeps the state of breakers in Redis so that many processes and hosts share it.
 
     ``client`` is a redis-py client, ``redis.Redis`` or ``redis.asyncio.Redis``; pass the
@@ -63,31 +66,6 @@ class RedisStorage(Storage):
 
     client: Any
     key_prefix: str
-
-    def __new__(cls: type[_S], client: object, *args: Any, **kwargs: Any) -> _S:
-        if args:
-            # Said here: the driver class the call ends up in would name itself instead.
-            raise TypeError(
-                "RedisStorage() takes the client as its only positional argument; pass "
-                "key_prefix, max_staleness, timeout and key_ttl by keyword"
-            )
-        target: type[RedisStorage] = cls
-        if cls is RedisStorage:
-            if isinstance(client, redis.asyncio.Redis):
-                from ._redis.task_driver import AsyncRedisStorage
-
-                target = AsyncRedisStorage
-            elif isinstance(client, redis.Redis):
-                from ._redis.thread_driver import SyncRedisStorage
-
-                target = SyncRedisStorage
-            else:
-                raise TypeError(
-                    "client must be a redis.Redis or redis.asyncio.Redis client, "
-                    f"not {type(client).__name__}"
-                )
-        instance: _S = object.__new__(target)  # type: ignore[assignment]
-        return instance
 
     def __init__(
         self,
@@ -121,9 +99,14 @@ class RedisStorage(Storage):
         ttl = v.seconds("key_ttl", key_ttl)
         if ttl < 1.0:
             raise ValueError(f"key_ttl must be >= 1 second, got {ttl!r}")
-        super().__init__(max_staleness=staleness, timeout=op_timeout, key_ttl=ttl)
         self.client = client
         self.key_prefix = key_prefix
+        driver: Callable[[_Ledger], _Driver]
+        if isinstance(client, redis.asyncio.Redis):
+            driver = functools.partial(_TaskDriver, client, key_prefix)
+        else:
+            driver = functools.partial(_ThreadDriver, client, key_prefix)
+        super().__init__(driver, max_staleness=staleness, timeout=op_timeout, key_ttl=ttl)
         if isinstance(client, redis.Redis):
             kwargs = getattr(client.connection_pool, "connection_kwargs", {})
             if kwargs.get("socket_timeout") is None:
@@ -138,36 +121,3 @@ class RedisStorage(Storage):
         kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
         where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         return f"RedisStorage({where}, key_prefix={self.key_prefix!r})"
-
-    # The driver chosen in __new__ (thread or asyncio task) provides these.
-    def wake(self) -> None:
-        raise NotImplementedError
-
-    def _start(self) -> bool:
-        raise NotImplementedError
-
-    def flush(self, timeout: v.Seconds | None = None) -> bool:
-        """Write every pending outcome, trip and command to Redis now.
-
-        Waits at most ``timeout`` seconds (default: the storage's ``timeout``) and returns
-        True when Redis has them all, False when it did not answer in time (they are then
-        decided locally, as in degraded mode). Call it at the end of a serverless invocation
-        or a short-lived job; it also runs on :meth:`close` and at interpreter exit. With an
-        asyncio client, call ``await storage.aflush()`` from its event loop instead.
-        """
-        raise NotImplementedError
-
-    async def aflush(self, timeout: v.Seconds | None = None) -> bool:
-        """Like :meth:`flush`, without blocking the running event loop."""
-        return await asyncio.to_thread(self.flush, timeout)
-
-    def close(self) -> None:
-        """Flush what is pending (bounded by ``timeout``), then stop the background worker.
-
-        Breakers keep working on local state. The client is not closed: it is the caller's.
-        """
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        """Like :meth:`close`, awaiting the worker task of an asyncio client."""
-        await asyncio.to_thread(self.close)

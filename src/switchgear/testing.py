@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from ._breaker.registry import breakers
+from ._breaker.registry import breakers as _breakers
 
 __all__ = ["FakeClock", "reset_breakers"]
 
@@ -66,7 +66,7 @@ def reset_breakers() -> int:
 
     Use it in a fixture (``yield; reset_breakers()``) when tests share protected functions.
     """
-    live = breakers()
+    live = _breakers()
     for breaker in live.values():
         breaker.reset()
     return len(live)

@@ -89,6 +89,9 @@ class Admission(Protocol):
         ``None`` means "admitted, do not record" (DISABLED).
         """
 
+    def closed_token(self) -> int | None:
+        """The token a call admitted now would get while CLOSED, else None (no permit taken)."""
+
     def finish(self, token: int | None, outcome: int, duration: float) -> None:
         """Count the result of a call admitted with ``token``."""
 

@@ -21,14 +21,13 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
-import abc
 import atexit
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -132,43 +131,76 @@ class Reply:
 
 
 class Peer(Protocol):
-    """The breaker side of the contract (see ``SharedCircuitBreaker``)."""
+    """The breaker side of the contract (:class:`~switchgear._breaker.shared.SharedMachine`)."""
 
     name: str
 
     @property
     def rules(self) -> Rules: ...
 
-    def _storage_outbox(self, now: float, refresh: float, force: bool = False) -> Outbox | None:
+    def storage_outbox(self, now: float, refresh: float, force: bool = False) -> Outbox | None:
         """The writes to send now, or None if nothing is pending and no refresh is due.
 
         ``force``: anything pending goes now, batched successes included (a flush).
         """
 
-    def _storage_reply(self, outbox: Outbox, reply: Reply, now: float, refresh: float) -> None:
+    def storage_reply(self, outbox: Outbox, reply: Reply, now: float, refresh: float) -> None:
         """Adopt the shared state of ``reply`` (the answer to ``outbox``)."""
 
-    def _storage_lost(self, outbox: Outbox | None, retry_at: float) -> None:
+    def storage_lost(self, outbox: Outbox | None, retry_at: float) -> None:
         """The store did not answer: decide locally until it does."""
 
-    def _storage_due(self) -> float:
+    def storage_due(self) -> float:
         """When (``time.monotonic``) this breaker next needs an exchange."""
 
-    def _storage_stopped(self) -> None:
+    def storage_stopped(self) -> None:
         """The worker stopped with its event loop: attach again on the next call."""
 
-    def _storage_forked(self) -> None:
+    def storage_forked(self) -> None:
         """In a forked child: drop what is pending (the parent sends it)."""
 
-    def _storage_pending(self) -> bool:
+    def storage_pending(self) -> bool:
         """Whether the store still has something to learn from this breaker."""
 
-    def _storage_unsent(self, outbox: Outbox) -> None:
+    def storage_unsent(self, outbox: Outbox) -> None:
         """``outbox`` was taken for an exchange that never ran: send it with the next one."""
 
 
-class Storage(abc.ABC):
-    """Where breakers with ``storage=`` keep their state; drivers subclass this.
+class Driver(Protocol):
+    """Moves a storage's exchanges to and from the store (a thread, or an asyncio task).
+
+    It asks its :class:`Ledger` what to send (``plan``) and tells it what came back
+    (``delivered``/``failed``/``unsent``); everything else about scheduling and health is the
+    ledger's.
+    """
+
+    def start(self) -> bool:
+        """Make sure the worker runs; False if it cannot (yet)."""
+
+    def wake(self) -> None:
+        """Ask the worker for a round soon; never blocks, safe under a breaker's lock."""
+
+    def flush(self, timeout: float) -> bool:
+        """Send everything pending now; wait at most ``timeout``; True if the store has it."""
+
+    async def aflush(self, timeout: float) -> bool:
+        """:meth:`flush` without blocking the running event loop."""
+
+    def close(self) -> None:
+        """Flush (bounded by the storage's timeout), then stop the worker."""
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaiting the worker."""
+
+    def exit(self, timeout: float) -> None:
+        """At interpreter exit: flush within ``timeout``, never waiting longer."""
+
+    def forked(self) -> None:
+        """In a forked child: fresh locks and events; restart the worker if needed."""
+
+
+class Ledger:
+    """A storage's breakers, the plan of each round, and the store's health. No I/O.
 
     Holds the breakers (weakly), plans each round of exchanges, and tracks the store's
     health: ``degraded`` is True from the first failed exchange (or a worker stuck for longer
@@ -176,36 +208,160 @@ class Storage(abc.ABC):
     once each way, never per call.
     """
 
-    def __init__(self, *, max_staleness: float, timeout: float, key_ttl: float) -> None:
+    def __init__(self, owner: Storage, *, max_staleness: float, timeout: float, key_ttl: float):
+        self.owner = owner  # named in log lines; kept alive while breakers have unsent writes
         self.max_staleness = max_staleness
         self.timeout = timeout
         self.key_ttl = key_ttl
         # A breaker that has not heard from the store for this long decides locally.
         self.stale_after = max_staleness + timeout
-        self._peers: list[weakref.ref[Peer]] = []
-        self._peers_lock = threading.Lock()
-        self._degraded = False
-        self._degraded_lock = threading.Lock()  # so each outage is logged exactly once
-        self._last_ok = time.monotonic()
+        self.peers: list[weakref.ref[Peer]] = []
+        self.peers_lock = threading.Lock()
+        self.degraded = False
+        self.degraded_lock = threading.Lock()  # so each outage is logged exactly once
+        self.last_ok = time.monotonic()
         # Breakers with writes not yet sent, held strongly: a breaker dropped by its code
         # right after failing (the end of a request, an invocation, a job) still has them sent.
-        self._held: set[Peer] = set()
+        self.held: set[Peer] = set()
+
+    def add(self, peer: Peer) -> None:
+        with self.peers_lock:
+            if not any(ref() is peer for ref in self.peers):
+                self.peers = [ref for ref in self.peers if ref() is not None]
+                self.peers.append(weakref.ref(peer))
+                if not self.degraded:
+                    # A new breaker trusts the store until its first answer is overdue.
+                    self.last_ok = time.monotonic()
+
+    def hold(self, peer: Peer) -> None:
+        """Two set insertions, no lock: safe under a breaker's lock."""
+        self.held.add(peer)
+        _busy.add(self.owner)
+
+    def stale(self, now: float) -> bool:
+        if now - self.last_ok <= self.stale_after:
+            return False
+        self.set_degraded(f"no answer from the store for {now - self.last_ok:.3f}s")
+        return True
+
+    def live_peers(self) -> list[Peer]:
+        peers = []
+        for ref in self.peers:
+            peer = ref()
+            if peer is not None:
+                peers.append(peer)
+        return peers
+
+    def forked(self) -> None:
+        """In a forked child: fresh locks, and the breakers drop the parent's pending writes."""
+        self.peers_lock = threading.Lock()
+        self.degraded_lock = threading.Lock()
+        for peer in self.live_peers():
+            peer.storage_forked()
+        self.held = set()
+        _busy.discard(self.owner)
+
+    def plan(self, now: float, force: bool = False) -> list[tuple[Peer, Outbox]]:
+        """The exchanges of one round: every breaker with pending writes or a due refresh.
+
+        ``force``: anything pending goes now, batched successes included (a flush).
+        """
+        refresh = self.max_staleness / 2
+        work = []
+        held, self.held = self.held, set()
+        for peer in self.live_peers():
+            outbox = peer.storage_outbox(now, refresh, force)
+            if outbox is not None:
+                work.append((peer, outbox))
+            if peer.storage_pending():
+                self.held.add(peer)
+        del held  # what was held is now in ``work`` or held again
+        if not self.held:
+            _busy.discard(self.owner)
+            if self.held:  # a breaker was held again meanwhile
+                _busy.add(self.owner)
+        return work
+
+    def delivered(self, work: Sequence[tuple[Peer, Outbox]], replies: Sequence[Reply]) -> None:
+        now = time.monotonic()
+        self.last_ok = now
+        with self.degraded_lock:
+            recovered = self.degraded
+            self.degraded = False
+        if recovered:
+            logger.info("switchgear: %s is reachable again; breakers share state again", self.owner)
+        refresh = self.max_staleness / 2
+        for (peer, outbox), reply in zip(work, replies, strict=True):
+            peer.storage_reply(outbox, reply, now, refresh)
+
+    def unsent(self, work: Sequence[tuple[Peer, Outbox]]) -> None:
+        """The round was abandoned before its exchange (its event loop is ending)."""
+        for peer, outbox in work:
+            peer.storage_unsent(outbox)
+
+    def failed(self, work: Sequence[tuple[Peer, Outbox]], error: BaseException) -> None:
+        self.set_degraded(f"{type(error).__name__}: {error}")
+        retry_at = time.monotonic() + self.max_staleness
+        sent = {id(peer): outbox for peer, outbox in work}
+        for peer in self.live_peers():
+            peer.storage_lost(sent.get(id(peer)), retry_at)
+
+    def stopped(self) -> None:
+        """The worker stopped with its event loop: the breakers attach again on their next call."""
+        for peer in self.live_peers():
+            peer.storage_stopped()
+
+    def set_degraded(self, reason: str) -> None:
+        with self.degraded_lock:
+            first = not self.degraded
+            self.degraded = True
+        if first:
+            # Once per outage, not per call or per retry.
+            logger.warning(
+                "switchgear: %s is unreachable or too slow (%s); breakers use local state "
+                "until it answers again",
+                self.owner,
+                reason,
+            )
+
+    def next_wait(self, now: float) -> float:
+        """Seconds until the earliest breaker needs an exchange (at most max_staleness / 2)."""
+        wait = self.max_staleness / 2
+        for peer in self.live_peers():
+            wait = min(wait, peer.storage_due() - now)
+        return max(wait, 0.001)
+
+
+class Storage:
+    """Where breakers with ``storage=`` keep their state: a :class:`Ledger` and a driver.
+
+    Concrete storages (``switchgear.redis.RedisStorage``) pass the factory of their driver.
+    """
+
+    def __init__(
+        self,
+        driver: Callable[[Ledger], Driver],
+        *,
+        max_staleness: float,
+        timeout: float,
+        key_ttl: float,
+    ) -> None:
+        self.max_staleness = max_staleness
+        self.timeout = timeout
+        self.key_ttl = key_ttl
+        self.stale_after = max_staleness + timeout
+        self._ledger = Ledger(self, max_staleness=max_staleness, timeout=timeout, key_ttl=key_ttl)
+        self._driver = driver(self._ledger)
         _live.add(self)
 
     # -- used by breakers -----------------------------------------------------------------
 
     def attach(self, peer: Peer) -> bool:
         """Start keeping ``peer`` in sync; False if the worker cannot run yet (no event loop)."""
-        with self._peers_lock:
-            if not any(ref() is peer for ref in self._peers):
-                self._peers = [ref for ref in self._peers if ref() is not None]
-                self._peers.append(weakref.ref(peer))
-                if not self._degraded:
-                    # A new breaker trusts the store until its first answer is overdue.
-                    self._last_ok = time.monotonic()
-        running = self._start()
+        self._ledger.add(peer)
+        running = self._driver.start()
         if running:
-            self.wake()
+            self._driver.wake()
         return running
 
     def hold(self, peer: Peer) -> None:
@@ -213,24 +369,20 @@ class Storage(abc.ABC):
 
         Safe under a breaker's lock: two set insertions, no lock of its own.
         """
-        self._held.add(peer)
-        _busy.add(self)
+        self._ledger.hold(peer)
 
-    @abc.abstractmethod
     def wake(self) -> None:
         """Ask the worker for a round soon; never blocks, safe under a breaker's lock."""
+        self._driver.wake()
 
     def stale(self, now: float) -> bool:
         """Whether the worker has not completed an exchange for ``stale_after`` seconds."""
-        if now - self._last_ok <= self.stale_after:
-            return False
-        self._set_degraded(f"no answer from the store for {now - self._last_ok:.3f}s")
-        return True
+        return self._ledger.stale(now)
 
     @property
     def degraded(self) -> bool:
         """True while the store is unreachable or too slow and breakers use local state."""
-        return self._degraded
+        return self._ledger.degraded
 
     def check_rules(self, rules: Rules) -> None:
         """Refuse a breaker whose state could expire from the store while it is in use."""
@@ -240,105 +392,38 @@ class Storage(abc.ABC):
                 f"open_timeout ({rules.open_timeout!r} s), or an open breaker's state could expire"
             )
 
-    @abc.abstractmethod
+    # -- used by applications ---------------------------------------------------------------
+
     def flush(self, timeout: v.Seconds | None = None) -> bool:
-        """Write everything pending to the store now; wait at most ``timeout`` seconds.
+        """Write every pending outcome, trip and command to the store now.
 
-        True when every pending write reached the store.
+        Waits at most ``timeout`` seconds (default: the storage's ``timeout``) and returns
+        True when the store has them all, False when it did not answer in time (they are then
+        decided locally, as in degraded mode). Call it at the end of a serverless invocation
+        or a short-lived job; it also runs on :meth:`close` and at interpreter exit. With an
+        asyncio client, call ``await storage.aflush()`` from its event loop instead.
         """
+        return self._driver.flush(self._limit(timeout))
 
-    @abc.abstractmethod
+    async def aflush(self, timeout: v.Seconds | None = None) -> bool:
+        """Like :meth:`flush`, without blocking the running event loop."""
+        return await self._driver.aflush(self._limit(timeout))
+
     def close(self) -> None:
-        """Flush (bounded by ``timeout``), then stop the worker."""
+        """Flush what is pending (bounded by ``timeout``), then stop the background worker.
 
-    # -- used by drivers ------------------------------------------------------------------
+        Breakers keep working on local state. The client is not closed: it is the caller's.
+        """
+        self._driver.close()
 
-    def _forked(self) -> None:
-        """In a forked child: fresh locks, and the breakers drop the parent's pending writes."""
-        self._peers_lock = threading.Lock()
-        self._degraded_lock = threading.Lock()
-        for peer in self._live_peers():
-            peer._storage_forked()
-        self._held = set()
-        _busy.discard(self)
+    async def aclose(self) -> None:
+        """Like :meth:`close`, awaiting the worker (task or thread)."""
+        await self._driver.aclose()
 
-    def _exit(self, timeout: float) -> None:
-        """At interpreter exit: flush within ``timeout``; never wait longer."""
-        self.flush(timeout)
-
-    @abc.abstractmethod
-    def _start(self) -> bool:
-        """Make sure the worker runs; False if it cannot (yet)."""
-
-    def _live_peers(self) -> list[Peer]:
-        peers = []
-        for ref in self._peers:
-            peer = ref()
-            if peer is not None:
-                peers.append(peer)
-        return peers
-
-    def _plan(self, now: float, force: bool = False) -> list[tuple[Peer, Outbox]]:
-        """The exchanges of one round: every breaker with pending writes or a due refresh."""
-        refresh = self.max_staleness / 2
-        work = []
-        held, self._held = self._held, set()
-        for peer in self._live_peers():
-            outbox = peer._storage_outbox(now, refresh, force)
-            if outbox is not None:
-                work.append((peer, outbox))
-            if peer._storage_pending():
-                self._held.add(peer)
-        del held  # what was held is now in ``work`` or held again
-        if not self._held:
-            _busy.discard(self)
-            if self._held:  # a breaker was held again meanwhile
-                _busy.add(self)
-        return work
-
-    def _delivered(self, work: Sequence[tuple[Peer, Outbox]], replies: Sequence[Reply]) -> None:
-        now = time.monotonic()
-        self._last_ok = now
-        with self._degraded_lock:
-            recovered = self._degraded
-            self._degraded = False
-        if recovered:
-            logger.info("switchgear: %s is reachable again; breakers share state again", self)
-        refresh = self.max_staleness / 2
-        for (peer, outbox), reply in zip(work, replies, strict=True):
-            peer._storage_reply(outbox, reply, now, refresh)
-
-    def _unsent(self, work: Sequence[tuple[Peer, Outbox]]) -> None:
-        """The round was abandoned before its exchange (its event loop is ending)."""
-        for peer, outbox in work:
-            peer._storage_unsent(outbox)
-
-    def _failed(self, work: Sequence[tuple[Peer, Outbox]], error: BaseException) -> None:
-        self._set_degraded(f"{type(error).__name__}: {error}")
-        retry_at = time.monotonic() + self.max_staleness
-        sent = {id(peer): outbox for peer, outbox in work}
-        for peer in self._live_peers():
-            peer._storage_lost(sent.get(id(peer)), retry_at)
-
-    def _set_degraded(self, reason: str) -> None:
-        with self._degraded_lock:
-            first = not self._degraded
-            self._degraded = True
-        if first:
-            # Once per outage, not per call or per retry.
-            logger.warning(
-                "switchgear: %s is unreachable or too slow (%s); breakers use local state "
-                "until it answers again",
-                self,
-                reason,
-            )
-
-    def _next_wait(self, now: float) -> float:
-        """Seconds until the earliest breaker needs an exchange (at most max_staleness / 2)."""
-        wait = self.max_staleness / 2
-        for peer in self._live_peers():
-            wait = min(wait, peer._storage_due() - now)
-        return max(wait, 0.001)
+    def _limit(self, timeout: v.Seconds | None) -> float:
+        if timeout is None:
+            return self.timeout
+        return v.seconds("timeout", timeout, allow_zero=True)
 
 
 # Every storage of this process, for the exit flush and the fork handler.
@@ -356,14 +441,15 @@ def _flush_at_exit() -> None:
     deadline = time.monotonic() + max(storage.timeout for storage in storages)
     for storage in storages:
         try:
-            storage._exit(max(deadline - time.monotonic(), 0.0))
+            storage._driver.exit(max(deadline - time.monotonic(), 0.0))
         except Exception:
             logger.exception("switchgear: flushing %s at exit failed", storage)
 
 
 def _forked_child() -> None:
     for storage in list(_live):
-        storage._forked()
+        storage._ledger.forked()
+        storage._driver.forked()
 
 
 atexit.register(_flush_at_exit)

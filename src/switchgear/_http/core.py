@@ -405,7 +405,7 @@ class HttpCore:
                 if breaker is not None:
                     breaker.finish(token, NEUTRAL, 0.0)  # give a trial permit back
                 late = route.breaker
-                gen = late._closed_gen
+                gen = late.closed_token()
                 if gen is not None and outcome != NEUTRAL:
                     late.finish(gen, outcome, duration)
             if counted:

@@ -21,19 +21,19 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from .. import _validate as v
-from .._breaker.storage import Outbox, Peer, Reply
-from ..redis import RedisStorage
+from .._breaker.storage import Ledger, Outbox, Peer, Reply
 from .codec import EXCHANGE, EXCHANGE_SHA, exchange_args, keys_for, parse_reply
 
-__all__ = ["AsyncRedisStorage"]
+__all__ = ["TaskDriver"]
 
 
-class AsyncRedisStorage(RedisStorage):
+class TaskDriver:
     """Storage driver for ``redis.asyncio.Redis``: the I/O runs in a task on the caller's loop."""
 
-    def __init__(self, client: Any, **options: Any) -> None:
-        super().__init__(client, **options)
+    def __init__(self, client: Any, key_prefix: str, ledger: Ledger) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self.ledger = ledger
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._event: asyncio.Event | None = None
@@ -41,7 +41,7 @@ class AsyncRedisStorage(RedisStorage):
         self._flush_waiters: list[asyncio.Future[bool]] = []
         self._closed = False
 
-    def _start(self) -> bool:
+    def start(self) -> bool:
         if self._closed:
             return False
         task = self._task
@@ -74,9 +74,7 @@ class AsyncRedisStorage(RedisStorage):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
-    async def aflush(self, timeout: v.Seconds | None = None) -> bool:
-        """Write everything pending to Redis now; wait at most ``timeout`` seconds."""
-        limit = self._limit(timeout)
+    async def aflush(self, limit: float) -> bool:
         loop = asyncio.get_running_loop()
         task, event = self._task, self._event
         try:
@@ -93,8 +91,7 @@ class AsyncRedisStorage(RedisStorage):
         except (asyncio.TimeoutError, TimeoutError):
             return False
 
-    def flush(self, timeout: v.Seconds | None = None) -> bool:
-        limit = self._limit(timeout)
+    def flush(self, limit: float) -> bool:
         loop = self._loop
         if loop is not None and loop.is_running() and not loop.is_closed():
             if threading.get_ident() == self._loop_thread:
@@ -125,12 +122,12 @@ class AsyncRedisStorage(RedisStorage):
             and self._loop.is_running()
             and threading.get_ident() == self._loop_thread
         ):
-            self.flush()
+            self.flush(self.ledger.timeout)
         self._stop()
 
     async def aclose(self) -> None:
         if not self._closed:
-            await self.aflush()
+            await self.aflush(self.ledger.timeout)
         self._stop()
         task = self._task
         if task is not None and not task.done():
@@ -144,15 +141,13 @@ class AsyncRedisStorage(RedisStorage):
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 loop.call_soon_threadsafe(task.cancel)
 
-    def _exit(self, timeout: float) -> None:
+    def exit(self, timeout: float) -> None:
         if not self._closed:
             self.flush(timeout)
         self._closed = True
 
-    def _limit(self, timeout: v.Seconds | None) -> float:
-        if timeout is None:
-            return self.timeout
-        return v.seconds("timeout", timeout, allow_zero=True)
+    def forked(self) -> None:
+        """A forked child has no running loop of the parent's: the next call starts a task."""
 
     async def _run(self) -> None:
         try:
@@ -165,8 +160,7 @@ class AsyncRedisStorage(RedisStorage):
             if not self._closed:
                 # The loop is ending (asyncio.run() returned): the breakers attach again
                 # from the next running loop, which starts a worker there.
-                for peer in self._live_peers():
-                    peer._storage_stopped()
+                self.ledger.stopped()
 
     async def _rounds(self) -> None:
         event = self._event
@@ -180,25 +174,25 @@ class AsyncRedisStorage(RedisStorage):
                 if not waiter.done():
                     waiter.set_result(ok)
             with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(event.wait(), self._next_wait(time.monotonic()))
+                await asyncio.wait_for(event.wait(), self.ledger.next_wait(time.monotonic()))
 
     async def _round(self, force: bool) -> bool:
         """One round of exchanges, bounded by ``timeout``; False if Redis did not answer."""
-        work = self._plan(time.monotonic(), force)
+        work = self.ledger.plan(time.monotonic(), force)
         if not work:
             return True
         try:
-            replies = await asyncio.wait_for(self._exchange(work), self.timeout)
+            replies = await asyncio.wait_for(self._exchange(work), self.ledger.timeout)
         except asyncio.CancelledError:
             # The loop is ending (asyncio.run() returned): keep the writes for the next
             # loop or the exit flush. Resending is safe: a trip is a compare-and-set, and a
             # reply lost here only costs the count of a transition it made.
-            self._unsent(work)
+            self.ledger.unsent(work)
             raise
         except Exception as exc:  # any failure means "decide locally", never a crash
-            self._failed(work, exc)
+            self.ledger.failed(work, exc)
             return False
-        self._delivered(work, replies)
+        self.ledger.delivered(work, replies)
         return True
 
     async def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
@@ -207,7 +201,7 @@ class AsyncRedisStorage(RedisStorage):
             for peer, outbox in work:
                 keys = keys_for(self.key_prefix, peer.name)
                 pipe.evalsha(
-                    EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, self.key_ttl)
+                    EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, self.ledger.key_ttl)
                 )
             raw = await pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in raw):

@@ -12,6 +12,7 @@ caller's thread instead.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -19,21 +20,21 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from .. import _validate as v
-from .._breaker.storage import Outbox, Peer, Reply
-from ..redis import RedisStorage
+from .._breaker.storage import Ledger, Outbox, Peer, Reply
 from .codec import EXCHANGE, EXCHANGE_SHA, exchange_args, keys_for, parse_reply
 
-__all__ = ["SyncRedisStorage"]
+__all__ = ["ThreadDriver"]
 
 logger = logging.getLogger("switchgear")
 
 
-class SyncRedisStorage(RedisStorage):
+class ThreadDriver:
     """Storage driver for ``redis.Redis``: the I/O runs on a daemon thread."""
 
-    def __init__(self, client: Any, **options: Any) -> None:
-        super().__init__(client, **options)
+    def __init__(self, client: Any, key_prefix: str, ledger: Ledger) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self.ledger = ledger
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -47,8 +48,7 @@ class SyncRedisStorage(RedisStorage):
     def wake(self) -> None:
         self._event.set()
 
-    def flush(self, timeout: v.Seconds | None = None) -> bool:
-        limit = self.timeout if timeout is None else v.seconds("timeout", timeout, allow_zero=True)
+    def flush(self, limit: float) -> bool:
         with self._flushes:
             self._flush_asked += 1
             ticket = self._flush_asked
@@ -70,23 +70,29 @@ class SyncRedisStorage(RedisStorage):
             answered = self._flushes.wait_for(lambda: self._flush_done >= ticket, limit)
             return answered and self._flush_ok
 
+    async def aflush(self, limit: float) -> bool:
+        return await asyncio.to_thread(self.flush, limit)
+
     def close(self) -> None:
         if not self._closed:
-            self.flush()
+            self.flush(self.ledger.timeout)
         self._closed = True
         self._event.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(self.timeout + 1.0)
+            thread.join(self.ledger.timeout + 1.0)
 
-    def _exit(self, timeout: float) -> None:
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def exit(self, timeout: float) -> None:
         if not self._closed:
             self.flush(timeout)
         # Not joined: a worker stuck on a dead connection must not hold up the exit.
         self._closed = True
         self._event.set()
 
-    def _start(self) -> bool:
+    def start(self) -> bool:
         if self._closed:
             return False
         thread = self._thread
@@ -100,16 +106,15 @@ class SyncRedisStorage(RedisStorage):
                 self._thread.start()
         return True
 
-    def _forked(self) -> None:
-        super()._forked()
+    def forked(self) -> None:
         self._thread = None
         self._start_lock = threading.Lock()
         self._round_lock = threading.Lock()
         self._flushes = threading.Condition()
         self._flush_asked = self._flush_done = 0
         self._event = threading.Event()
-        if self._live_peers() and not self._closed:
-            self._start()
+        if self.ledger.live_peers() and not self._closed:
+            self.start()
 
     def _run(self) -> None:
         event = self._event
@@ -128,19 +133,19 @@ class SyncRedisStorage(RedisStorage):
                     self._flushes.notify_all()
             if self._closed:
                 return
-            event.wait(self._next_wait(time.monotonic()))
+            event.wait(self.ledger.next_wait(time.monotonic()))
 
     def _round(self, force: bool) -> bool:
         """One round of exchanges; False if the store did not answer."""
-        work = self._plan(time.monotonic(), force)
+        work = self.ledger.plan(time.monotonic(), force)
         if not work:
             return True
         try:
             replies = self._exchange(work)
         except Exception as exc:  # any failure means "decide locally", never a crash
-            self._failed(work, exc)
+            self.ledger.failed(work, exc)
             return False
-        self._delivered(work, replies)
+        self.ledger.delivered(work, replies)
         return True
 
     def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
@@ -149,7 +154,7 @@ class SyncRedisStorage(RedisStorage):
             for peer, outbox in work:
                 keys = keys_for(self.key_prefix, peer.name)
                 pipe.evalsha(
-                    EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, self.key_ttl)
+                    EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, self.ledger.key_ttl)
                 )
             raw = pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in raw):

@@ -7,6 +7,7 @@ import asyncio
 import random
 import threading
 import time
+from typing import Any
 
 import switchgear as sg
 from switchgear._breaker.protocol import FAILURE, SUCCESS
@@ -23,27 +24,42 @@ def assert_valid_chain(log: list[tuple[sg.BreakerState, sg.BreakerState]], final
     assert state == final
 
 
-class EpisodeBreaker(sg.CircuitBreaker):
-    """Records, under the breaker's own lock, which HALF_OPEN episode admitted each trial.
+class EpisodeBreaker:
+    """A breaker that records, under its own lock, which HALF_OPEN episode admitted each trial.
 
     The guarantee is per episode: a failed (or hung) trial reopens the breaker and ends its
     episode while the episode's other trials may still be running; the next episode's trials
     can overlap those orphans. So the counts are kept per episode, not globally.
     """
 
-    episode_of: dict[int, int]
+    def __init__(self, name: str, **options: Any) -> None:
+        self.breaker = sg.CircuitBreaker(name, **options)
+        self.episode_of: dict[int, int] = {}
+        machine = self.breaker._machine
+        take_trial = machine.take_trial
 
-    def _take_trial(self, now: float) -> tuple[int | None, sg.CircuitOpenError | None]:
-        token, error = super()._take_trial(now)
-        if token is not None:
-            self.episode_of[token] = self._gen
-        return token, error
+        def recording(now: float) -> tuple[int | None, sg.CircuitOpenError | None]:
+            token, error = take_trial(now)  # called with the machine's lock held
+            if token is not None:
+                self.episode_of[token] = machine.gen
+            return token, error
+
+        setattr(machine, "take_trial", recording)  # noqa: B010 (an instance-level hook)
+        self.admit = self.breaker.admit
+        self.finish = self.breaker.finish
+        self.reset = self.breaker.reset
+
+    @property
+    def state(self) -> sg.BreakerState:
+        return self.breaker.state
+
+    @property
+    def _machine(self) -> Any:
+        return self.breaker._machine
 
 
-def episode_breaker(name: str, **options: object) -> EpisodeBreaker:
-    br = EpisodeBreaker(name, **options)  # type: ignore[arg-type]
-    br.episode_of = {}
-    return br
+def episode_breaker(name: str, **options: Any) -> EpisodeBreaker:
+    return EpisodeBreaker(name, **options)
 
 
 class TrialCounter:
@@ -120,8 +136,8 @@ def test_threads_transitions_once_in_order_and_trials_bounded() -> None:
     assert counter.trials > 100, "HALF_OPEN was hardly reached; the test proves nothing"
     assert counter.most_admitted() <= 3
     assert 1 <= counter.peak <= 3
-    assert len(log) == br._gen
-    assert_valid_chain(log, br._state.value)
+    assert len(log) == br._machine.gen
+    assert_valid_chain(log, br._machine.state.value)
     opens = sum(1 for _, new in log if new is sg.BreakerState.OPEN)
     assert opens > 10
 
@@ -161,8 +177,8 @@ def test_threads_through_public_call() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(log) == br._gen > 10
-    assert_valid_chain(log, br._state.value)
+    assert len(log) == br._machine.gen > 10
+    assert_valid_chain(log, br._machine.state.value)
 
 
 def test_asyncio_tasks_transitions_once_and_trials_bounded() -> None:
@@ -201,8 +217,8 @@ def test_asyncio_tasks_transitions_once_and_trials_bounded() -> None:
     assert counter.trials > 20, counter.trials
     assert counter.most_admitted() <= 2
     assert 1 <= counter.peak <= 2
-    assert len(log) == br._gen
-    assert_valid_chain(log, br._state.value)
+    assert len(log) == br._machine.gen
+    assert_valid_chain(log, br._machine.state.value)
 
 
 def test_asyncio_call_async_many_tasks() -> None:

@@ -140,7 +140,7 @@ def test_local_failures_add_to_the_fleet_streak_last_seen(
         assert a_storage.flush()
         assert fleet_state(server, "streak")["failures"] == "2"
         # b learns the fleet streak in its next refresh (every max_staleness / 2).
-        wait_for(lambda: b._failures == 2, SEEN_WITHIN)
+        wait_for(lambda: b._machine.failures == 2, SEEN_WITHIN)
         with pytest.raises(RuntimeError):
             b.call(boom)
         assert b.state is sg.BreakerState.OPEN  # 2 seen + 1 here: no wait for Redis
@@ -161,7 +161,7 @@ def test_rate_rules_stay_with_the_fleet_window(storage: RedisStorage) -> None:
         minimum_calls=4,
         open_timeout=30.0,
     )
-    wait_for(lambda: breaker._linked)  # type: ignore[attr-defined]
+    wait_for(lambda: breaker._machine.linked)  # type: ignore[attr-defined]
     for success in (False, True, False, True):
         breaker.record_result(success)
     assert breaker.state is sg.BreakerState.CLOSED  # not decided alone
@@ -171,7 +171,7 @@ def test_rate_rules_stay_with_the_fleet_window(storage: RedisStorage) -> None:
 
 def test_flush_and_close_send_batched_outcomes(storage: RedisStorage, server: RedisServer) -> None:
     breaker = shared("batched", storage, failure_rate_threshold=0.9, minimum_calls=1000)
-    wait_for(lambda: breaker._linked)  # type: ignore[attr-defined]
+    wait_for(lambda: breaker._machine.linked)  # type: ignore[attr-defined]
     for _ in range(25):
         breaker.record_result(True)  # successes for the rate rule wait for the next refresh
     assert storage.flush()
@@ -192,7 +192,7 @@ def test_a_process_that_trips_and_exits_trips_the_fleet(
     storage: RedisStorage, server: RedisServer
 ) -> None:
     watcher = shared("cron", storage, failure_threshold=3, open_timeout=30.0)
-    wait_for(lambda: watcher._linked)  # type: ignore[attr-defined]
+    wait_for(lambda: watcher._machine.linked)  # type: ignore[attr-defined]
     run_script(
         """
         breaker = sg.CircuitBreaker("cron", failure_threshold=3, open_timeout=30.0, storage=storage)
@@ -264,7 +264,7 @@ def test_exit_is_not_held_up_when_redis_is_gone(tmp_path_factory: pytest.TempPat
         storage = RedisStorage(client, max_staleness=1.0, timeout={timeout})
         breaker = sg.CircuitBreaker("gone", failure_threshold=100, storage=storage)
         breaker.call(lambda: None)
-        while not breaker._linked:
+        while not breaker._machine.linked:
             time.sleep(0.01)
         print("ready", flush=True)
         sys.stdin.readline()
@@ -323,7 +323,7 @@ def _trip_at_barrier(
     breaker = sg.CircuitBreaker("together", failure_threshold=3, open_timeout=30.0, storage=storage)
     sg.Metrics("together", registry=registry).attach(breaker)
     assert breaker.state is sg.BreakerState.CLOSED  # reading it attaches
-    while not breaker._linked:  # type: ignore[attr-defined]
+    while not breaker._machine.linked:  # type: ignore[attr-defined]
         time.sleep(0.005)
     barrier.wait(30)
     for _ in range(3):
@@ -384,7 +384,7 @@ def test_a_forked_child_does_not_send_the_parents_pending_outcomes(
     storage: RedisStorage, server: RedisServer
 ) -> None:
     breaker = shared("forked", storage, failure_rate_threshold=0.9, minimum_calls=1000)
-    wait_for(lambda: breaker._linked)  # type: ignore[attr-defined]
+    wait_for(lambda: breaker._machine.linked)  # type: ignore[attr-defined]
     for _ in range(10):
         breaker.record_result(True)  # batched: pending in this process's outbox
     pid = os.fork()
@@ -404,7 +404,7 @@ def test_a_forked_child_does_not_send_the_parents_pending_outcomes(
 
 def test_flush_waits_for_nothing_when_nothing_is_pending(storage: RedisStorage) -> None:
     breaker = shared("idle", storage)
-    wait_for(lambda: breaker._linked)  # type: ignore[attr-defined]
+    wait_for(lambda: breaker._machine.linked)  # type: ignore[attr-defined]
     start = time.monotonic()
     assert storage.flush()
     assert time.monotonic() - start < 0.2
