@@ -298,33 +298,35 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` through the breaker; raise CircuitOpenError if rejected."""
-        if not callable(fn):
-            raise _not_callable(fn)
-        token = self.admit()
-        clock = self.clock
-        start = clock()
+        token, start = self._enter(fn)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self.finish(token, self.classify(exc), clock() - start)
+            self._leave(token, start, exc)
             raise
-        self.finish(token, SUCCESS, clock() - start)
+        self._leave(token, start, None)
         return result
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)`` through the breaker; cancellation is never a failure."""
-        if not callable(fn):
-            raise _not_callable(fn)
-        token = self.admit()
-        clock = self.clock
-        start = clock()
+        token, start = self._enter(fn)
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self.finish(token, self.classify(exc), clock() - start)
+            self._leave(token, start, exc)
             raise
-        self.finish(token, SUCCESS, clock() - start)
+        self._leave(token, start, None)
         return result
+
+    def _enter(self, fn: object) -> tuple[int | None, float]:
+        if not callable(fn):
+            raise _not_callable(fn)
+        token = self.admit()
+        return token, self.clock()
+
+    def _leave(self, token: int | None, start: float, exc: BaseException | None) -> None:
+        outcome = SUCCESS if exc is None else self.classify(exc)
+        self.finish(token, outcome, self.clock() - start)
 
     def allow_request(self) -> bool:
         """Whether a call may run now; in HALF_OPEN this takes one trial permit.

@@ -25,10 +25,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
-from .._breaker.storage import Outbox, Reply, Rules
+from redis.exceptions import NoScriptError
 
-__all__ = ["EXCHANGE", "EXCHANGE_SHA", "exchange_args", "keys_for", "parse_reply"]
+from .._breaker.storage import Outbox, Peer, Reply, Rules
+
+__all__ = [
+    "EXCHANGE",
+    "EXCHANGE_SHA",
+    "exchange_args",
+    "keys_for",
+    "parse_reply",
+    "queue",
+    "replies",
+]
 
 # The script ships as package data; its SHA1 names it in Redis's script cache (EVALSHA).
 EXCHANGE = resources.files(__package__).joinpath("exchange.lua").read_text(encoding="utf-8")
@@ -103,3 +114,24 @@ def parse_reply(raw: object) -> Reply:
         granted=tuple(int(x) for x in granted),
         seeded=bool(int(seeded)),
     )
+
+
+def queue(pipe: Any, work: Sequence[tuple[Peer, Outbox]], key_prefix: str, key_ttl: float) -> None:
+    """Add one exchange per breaker of a round to ``pipe`` (a pipeline, sync or asyncio)."""
+    for peer, outbox in work:
+        keys = keys_for(key_prefix, peer.name)
+        pipe.evalsha(EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, key_ttl))
+
+
+def replies(raw: Sequence[object]) -> list[Reply] | None:
+    """The round's replies; None when Redis had no copy of the script (load it, resend).
+
+    Redis answers NOSCRIPT before running anything, so resending the whole round is safe.
+    Any other error fails the round (the breakers decide locally until Redis answers).
+    """
+    if any(isinstance(r, NoScriptError) for r in raw):
+        return None
+    for r in raw:
+        if isinstance(r, Exception):
+            raise r
+    return [parse_reply(r) for r in raw]

@@ -19,10 +19,8 @@ import threading
 import time
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from .._breaker.storage import Ledger, Outbox, Peer, Reply
-from .codec import EXCHANGE, EXCHANGE_SHA, exchange_args, keys_for, parse_reply
+from .codec import EXCHANGE, queue, replies
 
 __all__ = ["TaskDriver"]
 
@@ -196,19 +194,12 @@ class TaskDriver:
         return True
 
     async def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
-        for attempt in (1, 2):
+        for _ in range(2):
             pipe = self.client.pipeline(transaction=False)
-            for peer, outbox in work:
-                keys = keys_for(self.key_prefix, peer.name)
-                pipe.evalsha(
-                    EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, self.ledger.key_ttl)
-                )
-            raw = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in raw):
-                await self.client.script_load(EXCHANGE)
-                continue
-            for r in raw:
-                if isinstance(r, Exception):
-                    raise r
-            return [parse_reply(r) for r in raw]
-        raise AssertionError("unreachable")
+            queue(pipe, work, self.key_prefix, self.ledger.key_ttl)
+            answers = replies(await pipe.execute(raise_on_error=False))
+            if answers is not None:
+                return answers
+            # The script cache is empty (a new or restarted server): load it and resend.
+            await self.client.script_load(EXCHANGE)
+        raise RuntimeError("Redis refused the exchange script twice")
