@@ -19,6 +19,7 @@ from .machine import DISABLED, FORCED_OPEN, Machine
 from .protocol import (
     FAILURE,
     SUCCESS,
+    Admission,
     BreakerState,
     ExceptionFilter,
     Listener,
@@ -349,3 +350,7 @@ class CircuitBreaker:
             raise TypeError(f"success must be a bool, not {type(success).__name__}")
         elapsed = 0.0 if duration is None else v.seconds("duration", duration, allow_zero=True)
         self._machine.record_result(SUCCESS if success else FAILURE, elapsed)
+
+
+def _offers_the_token_protocol(breaker: CircuitBreaker) -> Admission:
+    return breaker  # checked by mypy: the facade satisfies .protocol.Admission
