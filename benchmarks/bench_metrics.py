@@ -21,7 +21,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 import switchgear as sg
-from switchgear._metrics.facade import render_latest
+from switchgear._metrics import render_latest
 
 Loop = Callable[[int], float]  # runs n calls, returns elapsed seconds
 

@@ -435,7 +435,7 @@ class HttpCore:
 
     def metrics_response(self, accept: str) -> Response:
         """``/metrics``: Prometheus text, or OpenMetrics when ``accept`` asks for it."""
-        from .._metrics.facade import render_latest
+        from .._metrics import render_latest
 
         registry = self.registry
         # One rendering per format, shared by the scrapes that arrive while it is made.

@@ -26,7 +26,8 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .. import _validate as v
-from .prometheus import Collector, multiprocess_mode, render_latest
+from .exposition import render_latest
+from .prometheus import Collector, multiprocess_mode
 from .series import LATENCY_BUCKETS, REJECTION_REASONS, Series
 from .store import Store
 
@@ -275,7 +276,7 @@ class Metrics:
             ) from exc
         store = _store_for(registry)
         self._bind(store, store.series_for(self.name, bounds, span, clock))
-        bridge.add(self.series)
+        bridge.add(store, self.series)
 
     def _bind(self, store: Store, series: Series) -> None:
         self._store = store

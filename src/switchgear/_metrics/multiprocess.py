@@ -25,14 +25,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from .._breaker.breaker import storage_degraded
 from .errors import contained, report
+from .families import FAMILIES, POOL_GAUGES
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
-from .prometheus import HELP
 from .series import (
     AUTOMATIC_TRANSITIONS,
     BREAKER_STATES,
@@ -46,15 +47,20 @@ from .store import Store
 __all__ = ["MultiprocessMirror", "refresh_local", "store"]
 
 
-_POOL_KEYS = ("size", "in_use", "available", "waiting", "min_size", "max_size")
+def _counter(key: str) -> Counter:
+    family = FAMILIES[key]
+    return Counter(family.name, family.help, family.labels, registry=None)
 
 
-def _counter(name: str, labels: list[str]) -> Counter:
-    return Counter(name, HELP[name], labels, registry=None)
+def _gauge(key: str) -> Gauge:
+    family = FAMILIES[key]
+    mode: Any = family.merge  # every gauge of the table says how workers' values merge
+    return Gauge(family.name, family.help, family.labels, registry=None, multiprocess_mode=mode)
 
 
-def _gauge(name: str, labels: list[str], mode: Any) -> Gauge:
-    return Gauge(name, HELP[name], labels, registry=None, multiprocess_mode=mode)
+def _histogram(key: str, buckets: Sequence[float]) -> Histogram:
+    family = FAMILIES[key]
+    return Histogram(family.name, family.help, family.labels, buckets=buckets, registry=None)
 
 
 class MultiprocessMirror:
@@ -62,34 +68,23 @@ class MultiprocessMirror:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests = _counter("switchgear_requests", ["name", "outcome"])
-        self.rejections = _counter("switchgear_rejected", ["name", "reason"])
-        self.cold_starts = _counter("switchgear_cold_starts", ["name"])
-        self.transitions = _counter(
-            "switchgear_circuit_transitions", ["name", "from_state", "to_state"]
-        )
-        self.circuit_time = _counter("switchgear_circuit_time_seconds", ["name", "state"])
-        self.scale_events = _counter("switchgear_pool_scale_events", ["pool", "direction"])
-        self.pool_wait = Histogram(
-            "switchgear_pool_wait_seconds",
-            HELP["switchgear_pool_wait_seconds"],
-            ["pool"],
-            buckets=LATENCY_BUCKETS,
-            registry=None,
-        )
-        self.state = _gauge("switchgear_circuit_state", ["name", "state"], "livemax")
-        # 1 when any live worker's shared breaker is cut off from its store.
-        self.degraded = _gauge("switchgear_circuit_storage_degraded", ["name"], "livemax")
-        self.pool = {
-            key: _gauge(f"switchgear_pool_{key}", ["pool"], "livesum") for key in _POOL_KEYS
-        }
-        self.memory_used = _gauge("switchgear_memory_used_bytes", [], "livesum")
+        self.requests = _counter("requests")
+        self.rejections = _counter("rejected")
+        self.cold_starts = _counter("cold_starts")
+        self.transitions = _counter("transitions")
+        self.circuit_time = _counter("circuit_time")
+        self.scale_events = _counter("scale_events")
+        self.pool_wait = _histogram("pool_wait", LATENCY_BUCKETS)
+        self.state = _gauge("state")
+        self.degraded = _gauge("degraded")
+        self.pool = {key: _gauge(key) for key in POOL_GAUGES}
+        self.memory_used = _gauge("memory_used")
         # Created on the first known limit: a label-less gauge exists (as 0) from its
         # creation, and "no limit" must be absent, not 0.
         self.memory_limit: Gauge | None = None
-        self.qps = _gauge("switchgear_window_requests_per_second", ["name"], "livesum")
-        self.error_ratio = _gauge("switchgear_window_error_ratio", ["name"], "livemax")
-        self.latency_avg = _gauge("switchgear_window_latency_avg_seconds", ["name"], "livemax")
+        self.qps = _gauge("qps")
+        self.error_ratio = _gauge("error_ratio")
+        self.latency_avg = _gauge("latency_avg")
         # Time-in-state is a counter here: remember what was already added per breaker.
         self._time_seen: dict[tuple[str, str], tuple[int, float]] = {}
 
@@ -98,13 +93,7 @@ class MultiprocessMirror:
     @contained("multiprocess")
     def series_added(self, series: Series) -> None:
         name = series.name
-        histogram = Histogram(
-            "switchgear_request_duration_seconds",
-            HELP["switchgear_request_duration_seconds"],
-            ["name"],
-            buckets=series.bounds,
-            registry=None,
-        ).labels(name)
+        histogram = _histogram("duration", series.bounds).labels(name)
         success = self.requests.labels(name, "success")
         error = self.requests.labels(name, "error")
         cold = self.cold_starts.labels(name)
@@ -173,7 +162,7 @@ class MultiprocessMirror:
                 self.memory_used.set(used)
                 if limit > 0:
                     if self.memory_limit is None:
-                        self.memory_limit = _gauge("switchgear_memory_limit_bytes", [], "livemax")
+                        self.memory_limit = _gauge("memory_limit")
                     self.memory_limit.set(limit)
         except Exception as error:  # a broken breaker or pool, or the directory is gone
             report("multiprocess", error)
@@ -181,9 +170,9 @@ class MultiprocessMirror:
     def _series_gauges(self, series: Series) -> None:
         name = series.name
         w = series.window_sums()
-        self.qps.labels(name).set(w.requests / w.covered)
-        self.error_ratio.labels(name).set(w.errors / w.requests if w.requests else 0.0)
-        self.latency_avg.labels(name).set(w.latency_sum / w.requests if w.requests else 0.0)
+        self.qps.labels(name).set(w.qps)
+        self.error_ratio.labels(name).set(w.error_ratio)
+        self.latency_avg.labels(name).set(w.latency_avg)
         breaker = series.breaker()
         view = series.breaker_view()
         if breaker is None or view is None:
@@ -206,7 +195,7 @@ class MultiprocessMirror:
         gauges = pool.gauges()
         if gauges is None:
             return False
-        for key, value in zip(_POOL_KEYS, gauges, strict=True):
+        for key, value in zip(POOL_GAUGES, gauges, strict=True):
             self.pool[key].labels(pool.name).set(value)
         return True
 

@@ -32,8 +32,9 @@ from opentelemetry.metrics import (
 )
 
 from .errors import contained
-from .pool_series import SCALE_DIRECTIONS, PoolGauges, PoolSeries
-from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series
+from .families import FAMILIES, POOL_GAUGES, Family
+from .pool_series import SCALE_DIRECTIONS, PoolSeries
+from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series, WindowSums
 from .store import Store
 
 __all__ = ["Bridge", "bridge_for"]
@@ -51,16 +52,17 @@ def is_real(provider: MeterProvider) -> bool:
     return not isinstance(provider, _NOT_REAL)
 
 
-def _histogram(meter: Meter, name: str, description: str) -> Histogram:
+def _histogram(meter: Meter, family: Family) -> Histogram:
+    name, unit, description = family.otel_name, family.otel_unit, family.help
     try:
         return meter.create_histogram(
             name,
-            unit="s",
+            unit=unit,
             description=description,
             explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS),
         )
     except TypeError:  # pragma: no cover - opentelemetry-api < 1.23 has no advisory
-        return meter.create_histogram(name, unit="s", description=description)
+        return meter.create_histogram(name, unit=unit, description=description)
 
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
@@ -78,34 +80,31 @@ class Bridge:
         self._wired: weakref.WeakSet[Any] = weakref.WeakSet()
 
         meter = provider.get_meter("switchgear")
-        self.duration = _histogram(
-            meter, "switchgear.request.duration", "Duration of executed calls."
-        )
-        self.pool_wait = _histogram(meter, "switchgear.pool.wait", "Time spent in pool acquire.")
-        counters: list[tuple[str, str, Callback, str]] = [
-            ("switchgear.requests", "{request}", self._requests, "Calls executed, by outcome."),
-            ("switchgear.rejected", "{request}", self._rejected, "Calls not executed."),
-            ("switchgear.cold_starts", "{request}", self._cold_starts, "Cold-start calls."),
-            ("switchgear.circuit.transitions", "{transition}", self._transitions, "Transitions."),
-            ("switchgear.circuit.time", "s", self._circuit_time, "Time in each breaker state."),
-            ("switchgear.pool.scale_events", "{resource}", self._scale_events, "Pool scaling."),
-        ]
-        for name, unit, callback, description in counters:
-            meter.create_observable_counter(name, [callback], unit=unit, description=description)
-        gauges: list[tuple[str, str, Callback, str]] = [
-            # No unit "1" on the state: exporters would rename it ..._ratio.
-            ("switchgear.circuit.state", "", self._state, "1 for the current breaker state."),
-            ("switchgear.memory.used", "By", self._memory_used, "Resident memory."),
-            ("switchgear.memory.limit", "By", self._memory_limit, "Memory limit, if any."),
-            ("switchgear.window.requests_per_second", "", self._qps, "Sliding-window QPS."),
-            ("switchgear.window.error_ratio", "", self._error_ratio, "Sliding-window errors."),
-            ("switchgear.window.latency_avg", "s", self._latency_avg, "Sliding-window mean."),
-        ]
-        for index, key in enumerate(PoolGauges._fields):
-            unit = "{request}" if key == "waiting" else "{resource}"
-            gauges.append((f"switchgear.pool.{key}", unit, self._pool_gauge(index), key))
-        for name, unit, callback, description in gauges:
-            meter.create_observable_gauge(name, [callback], unit=unit, description=description)
+        self.duration = _histogram(meter, FAMILIES["duration"])
+        self.pool_wait = _histogram(meter, FAMILIES["pool_wait"])
+        callbacks: dict[str, Callback] = {
+            "requests": self._requests,
+            "rejected": self._rejected,
+            "cold_starts": self._cold_starts,
+            "transitions": self._transitions,
+            "circuit_time": self._circuit_time,
+            "scale_events": self._scale_events,
+            "state": self._state,
+            "memory_used": self._memory_used,
+            "memory_limit": self._memory_limit,
+            "qps": self._window(lambda w: w.qps),
+            "error_ratio": self._window(lambda w: w.error_ratio),
+            "latency_avg": self._window(lambda w: w.latency_avg),
+            **{key: self._pool_gauge(i) for i, key in enumerate(POOL_GAUGES)},
+        }
+        for key, callback in callbacks.items():
+            f = FAMILIES[key]
+            create = (
+                meter.create_observable_counter
+                if f.kind == "counter"
+                else meter.create_observable_gauge
+            )
+            create(f.otel_name, [callback], unit=f.otel_unit, description=f.help)
 
     def forked(self) -> None:
         """In a forked child: a fresh lock."""
@@ -113,9 +112,8 @@ class Bridge:
 
     # -- wiring ------------------------------------------------------------------------------
 
-    def add(self, series: Series) -> None:
-        """Report ``series`` (and the pools of its store) through this provider."""
-        store = series.store
+    def add(self, store: Store, series: Series) -> None:
+        """Report ``series`` (and the pools of ``store``, which holds it) through this provider."""
         with self._lock:
             self._series[series.name] = series
             new_store = store not in self._stores
@@ -260,23 +258,12 @@ class Bridge:
         if memory is not None and memory[1] > 0:
             yield Observation(memory[1])
 
-    def _window(self, pick: Callable[[int, int, float, float], float]) -> Iterator[Observation]:
-        for s in self._all_series():
-            w = s.window_sums()
-            yield Observation(pick(*w), {"name": s.name})
+    def _window(self, figure: Callable[[WindowSums], float]) -> Callback:
+        def callback(options: CallbackOptions) -> Iterator[Observation]:
+            for s in self._all_series():
+                yield Observation(figure(s.window_sums()), {"name": s.name})
 
-    def _qps(self, options: CallbackOptions) -> Iterator[Observation]:
-        return self._window(lambda requests, errors, total, covered: requests / covered)
-
-    def _error_ratio(self, options: CallbackOptions) -> Iterator[Observation]:
-        return self._window(
-            lambda requests, errors, total, covered: errors / requests if requests else 0.0
-        )
-
-    def _latency_avg(self, options: CallbackOptions) -> Iterator[Observation]:
-        return self._window(
-            lambda requests, errors, total, covered: total / requests if requests else 0.0
-        )
+        return callback
 
 
 # -- one bridge per provider -------------------------------------------------------------------

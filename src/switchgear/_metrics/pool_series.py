@@ -6,13 +6,10 @@ import threading
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from .._pool.observer import Tally
-from .series import LATENCY_BUCKETS
-
-if TYPE_CHECKING:
-    from .store import Store
+from .series import LATENCY_BUCKETS, Owner
 
 __all__ = ["SCALE_DIRECTIONS", "PoolGauges", "PoolSeries"]
 
@@ -47,7 +44,7 @@ class PoolSeries:
         "sum",
     )
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Owner, name: str) -> None:
         self.store = store
         self.name = name
         self.lock = threading.Lock()

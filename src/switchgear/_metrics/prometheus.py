@@ -1,4 +1,4 @@
-"""Prometheus exposition: one custom collector per registry, and ``render_latest``.
+"""Prometheus exposition: one custom collector per registry.
 
 The collector turns a :class:`~switchgear._metrics.series.Store` into metric families at
 scrape time, so recording a call never touches prometheus_client (its pre-bound
@@ -13,20 +13,18 @@ import os
 from collections.abc import Iterable, Iterator
 from itertools import accumulate
 
-from prometheus_client import REGISTRY, CollectorRegistry, values
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import values
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from .._breaker.breaker import storage_degraded
-from .archive import scrape_guard
+from .families import FAMILIES, POOL_GAUGES
 from .pool_series import SCALE_DIRECTIONS
 from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS
 from .store import Store
@@ -56,36 +54,8 @@ def multiprocess_mode() -> bool:
     return True
 
 
-__all__ = ["HELP", "Collector", "bucket_labels", "render_latest"]
+__all__ = ["Collector", "bucket_labels", "multiprocess_mode"]
 
-# One place for every family's HELP text, shared with the multiprocess metrics.
-HELP = {
-    "switchgear_requests": "Calls executed, by outcome (error: the breaker counted a failure).",
-    "switchgear_rejected": "Calls not executed, by reason.",
-    "switchgear_cold_starts": "Calls that waited for a pool resource created for them.",
-    "switchgear_request_duration_seconds": "Duration of executed calls in seconds.",
-    "switchgear_circuit_state": "Circuit breaker state: 1 for the current state, 0 for the others.",
-    "switchgear_circuit_storage_degraded": (
-        "1 while a shared breaker runs on local state because its storage (Redis) is unreachable."
-    ),
-    "switchgear_circuit_transitions": "Circuit breaker state transitions.",
-    "switchgear_circuit_time_seconds": "Seconds the circuit breaker has spent in each state.",
-    "switchgear_pool_size": "Resources in the pool (idle and in use).",
-    "switchgear_pool_in_use": "Pool resources currently leased.",
-    "switchgear_pool_available": "Idle pool resources.",
-    "switchgear_pool_waiting": "Callers waiting for a pool resource.",
-    "switchgear_pool_min_size": "Configured minimum pool size.",
-    "switchgear_pool_max_size": "Configured maximum pool size.",
-    "switchgear_pool_wait_seconds": "Seconds spent waiting in pool acquire.",
-    "switchgear_pool_scale_events": "Pool resources added (up) or retired (down).",
-    "switchgear_memory_used_bytes": "Resident memory of the process in bytes.",
-    "switchgear_memory_limit_bytes": "Memory limit (cgroup, else RLIMIT_AS); absent when none.",
-    "switchgear_window_requests_per_second": "Calls per second over the sliding window.",
-    "switchgear_window_error_ratio": "Errors / calls over the sliding window (0 without calls).",
-    "switchgear_window_latency_avg_seconds": "Mean call duration over the sliding window.",
-}
-
-_POOL_GAUGES = ("size", "in_use", "available", "waiting", "min_size", "max_size")
 _DURATION_BUCKET = "switchgear_request_duration_seconds_bucket"
 _DURATION_COUNT = "switchgear_request_duration_seconds_count"
 _DURATION_SUM = "switchgear_request_duration_seconds_sum"
@@ -102,70 +72,38 @@ def bucket_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
     return labels
 
 
-def _counter(name: str, labels: list[str], unit: str = "") -> CounterMetricFamily:
-    return CounterMetricFamily(name, HELP[name], labels=labels, unit=unit)
-
-
-def _gauge(name: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, HELP[name], labels=labels, unit=unit)
-
-
-def _histogram(name: str, labels: list[str]) -> HistogramMetricFamily:
-    return HistogramMetricFamily(name, HELP[name], labels=labels, unit="seconds")
-
-
 def _buckets(les: tuple[str, ...], counts: Iterable[int]) -> list[tuple[str, float]]:
     return list(zip(les, map(float, accumulate(counts)), strict=True))
 
 
 class _Families:
-    """Fresh, empty families in exposition order, typed by kind."""
+    """Fresh, empty families, one per entry of the family table, typed by kind."""
 
     def __init__(self) -> None:
-        c, g, h = _counter, _gauge, _histogram
-        self.counters = {
-            "requests": c("switchgear_requests", ["name", "outcome"]),
-            "rejected": c("switchgear_rejected", ["name", "reason"]),
-            "cold_starts": c("switchgear_cold_starts", ["name"]),
-            "transitions": c("switchgear_circuit_transitions", ["name", "from_state", "to_state"]),
-            "circuit_time": c("switchgear_circuit_time_seconds", ["name", "state"], "seconds"),
-            "scale_events": c("switchgear_pool_scale_events", ["pool", "direction"]),
-        }
-        self.histograms = {
-            "duration": h("switchgear_request_duration_seconds", ["name"]),
-            "pool_wait": h("switchgear_pool_wait_seconds", ["pool"]),
-        }
-        self.gauges = {
-            "state": g("switchgear_circuit_state", ["name", "state"]),
-            "degraded": g("switchgear_circuit_storage_degraded", ["name"]),
-            **{key: g(f"switchgear_pool_{key}", ["pool"]) for key in _POOL_GAUGES},
-            "memory_used": g("switchgear_memory_used_bytes", [], "bytes"),
-            "memory_limit": g("switchgear_memory_limit_bytes", [], "bytes"),
-            "qps": g("switchgear_window_requests_per_second", ["name"]),
-            "error_ratio": g("switchgear_window_error_ratio", ["name"]),
-            "latency_avg": g("switchgear_window_latency_avg_seconds", ["name"], "seconds"),
-        }
+        self.counters: dict[str, CounterMetricFamily] = {}
+        self.gauges: dict[str, GaugeMetricFamily] = {}
+        self.histograms: dict[str, HistogramMetricFamily] = {}
+        self._order: list[Metric] = []
+        for key, f in FAMILIES.items():
+            labels = list(f.labels)
+            family: Metric
+            if f.kind == "counter":
+                family = self.counters[key] = CounterMetricFamily(
+                    f.name, f.help, labels=labels, unit=f.unit
+                )
+            elif f.kind == "gauge":
+                family = self.gauges[key] = GaugeMetricFamily(
+                    f.name, f.help, labels=labels, unit=f.unit
+                )
+            else:
+                family = self.histograms[key] = HistogramMetricFamily(
+                    f.name, f.help, labels=labels, unit=f.unit
+                )
+            self._order.append(family)
 
     def all(self) -> list[Metric]:
-        c, g, h = self.counters, self.gauges, self.histograms
-        return [
-            c["requests"],
-            c["rejected"],
-            c["cold_starts"],
-            h["duration"],
-            g["state"],
-            g["degraded"],
-            c["transitions"],
-            c["circuit_time"],
-            *(g[key] for key in _POOL_GAUGES),
-            h["pool_wait"],
-            c["scale_events"],
-            g["memory_used"],
-            g["memory_limit"],
-            g["qps"],
-            g["error_ratio"],
-            g["latency_avg"],
-        ]
+        """Every family, in the table's order."""
+        return self._order
 
 
 class Collector:
@@ -192,18 +130,17 @@ class Collector:
     def _series(self, fam: _Families) -> None:
         # Samples are appended directly (not through add_metric, which zips label lists
         # into dicts per sample): a scrape of 100 names must stay well under 20 ms.
-        c, g = fam.counters, fam.gauges
-        requests = c["requests"].samples
-        rejected = c["rejected"].samples
-        cold_starts = c["cold_starts"].samples
+        requests = fam.counters["requests"].samples
+        rejected = fam.counters["rejected"].samples
+        cold_starts = fam.counters["cold_starts"].samples
         duration = fam.histograms["duration"].samples
-        state_samples = g["state"].samples
-        degraded_samples = g["degraded"].samples
-        time_samples = c["circuit_time"].samples
+        state_samples = fam.gauges["state"].samples
+        degraded_samples = fam.gauges["degraded"].samples
+        time_samples = fam.counters["circuit_time"].samples
         qps, error_ratio, latency_avg = (
-            g["qps"].samples,
-            g["error_ratio"].samples,
-            g["latency_avg"].samples,
+            fam.gauges["qps"].samples,
+            fam.gauges["error_ratio"].samples,
+            fam.gauges["latency_avg"].samples,
         )
         for series in self._store.all_series():
             # The breaker first: reading it applies due transitions (OPEN -> HALF_OPEN after
@@ -240,7 +177,7 @@ class Collector:
             duration.append(Sample(_DURATION_COUNT, n, float(cumulative)))
             duration.append(Sample(_DURATION_SUM, n, snap.latency_sum))
             for (old, new), count in sorted(snap.transitions.items()):
-                c["transitions"].add_metric([name, old, new], count)
+                fam.counters["transitions"].add_metric([name, old, new], count)
             degraded = storage_degraded(series.breaker()) if view is not None else None
             if degraded is not None:
                 flag = 1.0 if degraded else 0.0
@@ -257,55 +194,28 @@ class Collector:
                         Sample("switchgear_circuit_time_seconds_total", labels, seconds)
                     )
             w = snap.window
-            qps.append(Sample("switchgear_window_requests_per_second", n, w.requests / w.covered))
-            ratio = w.errors / w.requests if w.requests else 0.0
-            error_ratio.append(Sample("switchgear_window_error_ratio", n, ratio))
-            mean = w.latency_sum / w.requests if w.requests else 0.0
-            latency_avg.append(Sample("switchgear_window_latency_avg_seconds", n, mean))
+            qps.append(Sample("switchgear_window_requests_per_second", n, w.qps))
+            error_ratio.append(Sample("switchgear_window_error_ratio", n, w.error_ratio))
+            latency_avg.append(Sample("switchgear_window_latency_avg_seconds", n, w.latency_avg))
 
     def _pools(self, fam: _Families) -> None:
-        c, g, h = fam.counters, fam.gauges, fam.histograms
         les = bucket_labels(LATENCY_BUCKETS)
         reported: set[str] = set()
         for pool in self._store.all_pools():
             counts, wait_sum, scaled = pool.snapshot()
-            h["pool_wait"].add_metric([pool.name], _buckets(les, counts), wait_sum)
+            fam.histograms["pool_wait"].add_metric([pool.name], _buckets(les, counts), wait_sum)
+            scale_events = fam.counters["scale_events"]
             for direction in SCALE_DIRECTIONS:
-                c["scale_events"].add_metric([pool.name, direction], scaled.get(direction, 0))
+                scale_events.add_metric([pool.name, direction], scaled.get(direction, 0))
             gauges = pool.gauges()
             if gauges is not None:
                 reported.add(pool.name)
-                for key, value in zip(_POOL_GAUGES, gauges, strict=True):
-                    g[key].add_metric([pool.name], value)
+                for key, value in zip(POOL_GAUGES, gauges, strict=True):
+                    fam.gauges[key].add_metric([pool.name], value)
         # update_pool_stats() figures, labelled with the Metrics name, unless a live pool of
         # that name reported already (one series per label set).
         for series in self._store.all_series():
             override = series.pool_override
             if override is not None and series.name not in reported:
                 for key, value in zip(("size", "in_use", "available"), override, strict=True):
-                    g[key].add_metric([series.name], value)
-
-
-def render_latest(
-    registry: CollectorRegistry | None = None, accept: str | None = None
-) -> tuple[bytes, str]:
-    """The body and content type for a ``/metrics`` response.
-
-    ``accept`` is the request's ``Accept`` header: OpenMetrics when it asks for it, else the
-    Prometheus text format. With ``PROMETHEUS_MULTIPROC_DIR`` set, every process's files are
-    merged by a fresh ``MultiProcessCollector`` (``registry`` is then ignored: file-backed
-    metrics are not registered anywhere); otherwise ``registry`` (default: the global one)
-    is rendered.
-    """
-    encoder, content_type = choose_encoder(accept or "")
-    if multiprocess_mode():
-        from .multiprocess import refresh_local
-
-        refresh_local()  # this worker's gauges are current even if it was idle
-        target = CollectorRegistry()
-        MultiProcessCollector(target)  # type: ignore[no-untyped-call]
-        # No dead worker's files are folded into the archive while they are read.
-        with scrape_guard(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
-            return encoder(target), content_type
-    target = REGISTRY if registry is None else registry
-    return encoder(target), content_type
+                    fam.gauges[key].add_metric([series.name], value)

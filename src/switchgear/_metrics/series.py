@@ -22,13 +22,10 @@ import threading
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from .._breaker.protocol import counts_transitions
 from .._window import SlidingWindow
-
-if TYPE_CHECKING:
-    from .store import Store
 
 __all__ = [
     "AUTOMATIC_TRANSITIONS",
@@ -82,11 +79,36 @@ def _label(state: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+class Owner(Protocol):
+    """What a series needs of the store holding it (:class:`~switchgear._metrics.store.Store`)."""
+
+    @property
+    def mirror(self) -> Any:
+        """Where events are copied as they happen (the multiprocess mirror), or None."""
+
+    def tick(self) -> None:
+        """Run the store's housekeeping if it is due."""
+
+
 class WindowSums(NamedTuple):
+    """Sums over the sliding window, and the figures every exporter derives from them."""
+
     requests: int
     errors: int
     latency_sum: float
-    covered: float
+    covered: float  # seconds of the window that have elapsed (never 0)
+
+    @property
+    def qps(self) -> float:
+        return self.requests / self.covered
+
+    @property
+    def error_ratio(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def latency_avg(self) -> float:
+        return self.latency_sum / self.requests if self.requests else 0.0
 
 
 class SeriesSnapshot(NamedTuple):
@@ -157,7 +179,7 @@ class Series:
 
     def __init__(
         self,
-        store: Store,
+        store: Owner,
         name: str,
         bounds: tuple[float, ...],
         window: float,

@@ -21,7 +21,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 import switchgear as sg
-from switchgear._metrics.facade import render_latest
+from switchgear._metrics import render_latest
 from tests.conftest import FakeClock, require_binary
 from tests.unit.metrics.fakes import FakeBreaker, FakePool, samples, types
 

@@ -51,7 +51,7 @@ WORKER = textwrap.dedent(
 RENDER = textwrap.dedent(
     """
     import sys
-    from switchgear._metrics.facade import render_latest
+    from switchgear._metrics import render_latest
     body, content_type = render_latest(accept=sys.argv[1])
     sys.stdout.write(content_type + "\\n")
     sys.stdout.write(body.decode())
@@ -216,7 +216,7 @@ LATE = textwrap.dedent(
     import prometheus_client  # imported first: its value storage is now in-process
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
     import switchgear as sg
-    from switchgear._metrics.facade import render_latest
+    from switchgear._metrics import render_latest
     m = sg.Metrics("late")
     m.record_request(0.01, True)
     m.record_request(0.02, False)

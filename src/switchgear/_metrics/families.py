@@ -1,0 +1,214 @@
+"""Every metric family switchgear exports, once: the table all exporters read.
+
+The Prometheus collector, the multiprocess mirror, the OpenTelemetry bridge, the dashboard
+and alert generator in ``tools/`` and the metrics reference in the docs (checked by a test)
+all take names, types, labels, units and help texts from :data:`FAMILIES`. Names, types and
+labels are public API: changing one breaks users' dashboards and alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["FAMILIES", "POOL_GAUGES", "Family"]
+
+Kind = Literal["counter", "gauge", "histogram"]
+# How prometheus_client merges a gauge across the files of live workers.
+Merge = Literal["", "livesum", "livemax"]  # "": not a gauge
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family and how each exporter spells it."""
+
+    key: str  # the exporters' handle for it
+    name: str  # Prometheus family name; counters get ``_total`` on their samples
+    kind: Kind
+    labels: tuple[str, ...]
+    help: str
+    unit: str = ""  # Prometheus unit (the name already ends with it)
+    otel_name: str = ""  # OpenTelemetry instrument; "" when not exported there
+    otel_unit: str = ""  # UCUM, as OpenTelemetry's semantic conventions write units
+    merge: Merge = ""  # gauges in multiprocess mode
+
+    @property
+    def sample_name(self) -> str:
+        """The name on the family's (non-histogram) samples."""
+        return f"{self.name}_total" if self.kind == "counter" else self.name
+
+
+# The pool's gauges, in the order PoolSeries.gauges() returns them.
+POOL_GAUGES = ("size", "in_use", "available", "waiting", "min_size", "max_size")
+
+_POOL_GAUGE_HELP = {
+    "size": "Resources in the pool (idle and in use).",
+    "in_use": "Pool resources currently leased.",
+    "available": "Idle pool resources.",
+    "waiting": "Callers waiting for a pool resource.",
+    "min_size": "Configured minimum pool size.",
+    "max_size": "Configured maximum pool size.",
+}
+
+_TABLE = (
+    Family(
+        "requests",
+        "switchgear_requests",
+        "counter",
+        ("name", "outcome"),
+        "Calls executed, by outcome (error: the breaker counted a failure).",
+        otel_name="switchgear.requests",
+        otel_unit="{request}",
+    ),
+    Family(
+        "rejected",
+        "switchgear_rejected",
+        "counter",
+        ("name", "reason"),
+        "Calls not executed, by reason.",
+        otel_name="switchgear.rejected",
+        otel_unit="{request}",
+    ),
+    Family(
+        "cold_starts",
+        "switchgear_cold_starts",
+        "counter",
+        ("name",),
+        "Calls that waited for a pool resource created for them.",
+        otel_name="switchgear.cold_starts",
+        otel_unit="{request}",
+    ),
+    Family(
+        "duration",
+        "switchgear_request_duration_seconds",
+        "histogram",
+        ("name",),
+        "Duration of executed calls in seconds.",
+        unit="seconds",
+        otel_name="switchgear.request.duration",
+        otel_unit="s",
+    ),
+    Family(
+        "state",
+        "switchgear_circuit_state",
+        "gauge",
+        ("name", "state"),
+        "Circuit breaker state: 1 for the current state, 0 for the others.",
+        # No unit "1": exporters would rename it ..._ratio.
+        otel_name="switchgear.circuit.state",
+        merge="livemax",
+    ),
+    Family(
+        "degraded",
+        "switchgear_circuit_storage_degraded",
+        "gauge",
+        ("name",),
+        "1 while a shared breaker runs on local state because its storage (Redis) is unreachable.",
+        merge="livemax",  # any live worker cut off from the store
+    ),
+    Family(
+        "transitions",
+        "switchgear_circuit_transitions",
+        "counter",
+        ("name", "from_state", "to_state"),
+        "Circuit breaker state transitions.",
+        otel_name="switchgear.circuit.transitions",
+        otel_unit="{transition}",
+    ),
+    Family(
+        "circuit_time",
+        "switchgear_circuit_time_seconds",
+        "counter",
+        ("name", "state"),
+        "Seconds the circuit breaker has spent in each state.",
+        unit="seconds",
+        otel_name="switchgear.circuit.time",
+        otel_unit="s",
+    ),
+    *(
+        Family(
+            key,
+            f"switchgear_pool_{key}",
+            "gauge",
+            ("pool",),
+            help,
+            otel_name=f"switchgear.pool.{key}",
+            otel_unit="{request}" if key == "waiting" else "{resource}",
+            merge="livesum",
+        )
+        for key, help in _POOL_GAUGE_HELP.items()
+    ),
+    Family(
+        "pool_wait",
+        "switchgear_pool_wait_seconds",
+        "histogram",
+        ("pool",),
+        "Seconds spent waiting in pool acquire.",
+        unit="seconds",
+        otel_name="switchgear.pool.wait",
+        otel_unit="s",
+    ),
+    Family(
+        "scale_events",
+        "switchgear_pool_scale_events",
+        "counter",
+        ("pool", "direction"),
+        "Pool resources added (up) or retired (down).",
+        otel_name="switchgear.pool.scale_events",
+        otel_unit="{resource}",
+    ),
+    Family(
+        "memory_used",
+        "switchgear_memory_used_bytes",
+        "gauge",
+        (),
+        "Resident memory of the process in bytes.",
+        unit="bytes",
+        otel_name="switchgear.memory.used",
+        otel_unit="By",
+        merge="livesum",  # the workers share the container's limit
+    ),
+    Family(
+        "memory_limit",
+        "switchgear_memory_limit_bytes",
+        "gauge",
+        (),
+        "Memory limit (cgroup, else RLIMIT_AS); absent when none.",
+        unit="bytes",
+        otel_name="switchgear.memory.limit",
+        otel_unit="By",
+        merge="livemax",
+    ),
+    Family(
+        "qps",
+        "switchgear_window_requests_per_second",
+        "gauge",
+        ("name",),
+        "Calls per second over the sliding window.",
+        otel_name="switchgear.window.requests_per_second",
+        merge="livesum",
+    ),
+    Family(
+        "error_ratio",
+        "switchgear_window_error_ratio",
+        "gauge",
+        ("name",),
+        "Errors / calls over the sliding window (0 without calls).",
+        otel_name="switchgear.window.error_ratio",
+        merge="livemax",
+    ),
+    Family(
+        "latency_avg",
+        "switchgear_window_latency_avg_seconds",
+        "gauge",
+        ("name",),
+        "Mean call duration over the sliding window.",
+        unit="seconds",
+        otel_name="switchgear.window.latency_avg",
+        otel_unit="s",
+        merge="livemax",
+    ),
+)
+
+# In exposition order.
+FAMILIES: dict[str, Family] = {family.key: family for family in _TABLE}

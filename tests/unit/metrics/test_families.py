@@ -1,0 +1,98 @@
+"""The family table is the one source: every exporter and the docs say what it says."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import CollectorRegistry
+
+import switchgear as sg
+from switchgear._metrics.families import FAMILIES, POOL_GAUGES
+from switchgear._metrics.pool_series import PoolGauges
+from tests.unit.metrics.fakes import FakeBreaker, FakePool
+
+ROOT = Path(__file__).resolve().parents[3]
+_names = itertools.count()
+
+
+def populated(**options: object) -> tuple[CollectorRegistry, list[object]]:
+    """A Metrics with a breaker and a pool attached and one call recorded.
+
+    Returns what must stay alive while exporting: metrics hold breakers and pools weakly.
+    """
+    registry = CollectorRegistry()
+    m = sg.Metrics(f"families-{next(_names)}", registry=registry, **options)  # type: ignore[arg-type]
+    breaker, pool = FakeBreaker(m.name), FakePool(f"families-pool-{next(_names)}")
+    m.attach(breaker)
+    m.attach(pool)
+    m.record_request(0.01, True)
+    pool.acquired(0.002)
+    return registry, [m, breaker, pool]
+
+
+def test_prometheus_exports_each_family_with_the_table_type_and_help() -> None:
+    registry, alive = populated()
+    exported = {family.name: family for family in registry.collect()}
+    for family in FAMILIES.values():
+        if family.key in ("degraded", "memory_limit"):
+            continue  # only shared breakers have it; absent on a machine without a limit
+        assert family.name in exported, family.name
+        assert exported[family.name].type == family.kind, family.name
+        assert exported[family.name].documentation == family.help, family.name
+    assert set(exported) <= {f.name for f in FAMILIES.values()}
+    assert alive
+
+
+def test_opentelemetry_instruments_take_names_units_and_descriptions_from_the_table() -> None:
+    reader = InMemoryMetricReader()
+    _, alive = populated(meter_provider=MeterProvider(metric_readers=[reader]))
+    data = reader.get_metrics_data()
+    assert data is not None
+    seen = {
+        metric.name: metric
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+    for family in FAMILIES.values():
+        if not family.otel_name or family.key == "memory_limit":
+            continue  # memory_limit reports nothing on a machine without a limit
+        assert family.otel_name in seen, family.otel_name
+        assert seen[family.otel_name].unit == family.otel_unit, family.otel_name
+        assert seen[family.otel_name].description == family.help, family.otel_name
+    assert set(seen) <= {f.otel_name for f in FAMILIES.values()}
+    assert alive
+
+
+def test_the_metrics_reference_documents_each_family_with_its_type_and_labels() -> None:
+    text = (ROOT / "docs/metrics-reference.md").read_text()
+    rows: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for line in text.splitlines():
+        if not line.startswith("| [`switchgear_"):
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        names = re.findall(r"`(switchgear_\w+)`", cells[0].split("](")[0])
+        labels = tuple(re.findall(r"`(\w+)`", cells[2]))
+        for name in names:
+            rows[name] = (cells[1], labels)
+    expected = {
+        family.sample_name: (
+            family.kind,
+            (*family.labels, "le") if family.kind == "histogram" else family.labels,
+        )
+        for family in FAMILIES.values()
+    }
+    assert rows == expected
+
+
+def test_pool_gauges_are_in_the_order_pools_report_them() -> None:
+    assert PoolGauges._fields == POOL_GAUGES
+
+
+def test_every_gauge_says_how_workers_merge_and_nothing_else_does() -> None:
+    for family in FAMILIES.values():
+        assert (family.merge != "") == (family.kind == "gauge"), family.key
