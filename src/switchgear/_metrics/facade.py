@@ -1,4 +1,4 @@
-"""Metrics per name: call counts, a latency histogram, sliding-window figures (seed §1.3).
+"""Metrics per name: call counts, a latency histogram, sliding-window figures.
 
 Where the numbers live and how they leave the process:
 
@@ -47,7 +47,7 @@ logger = logging.getLogger("switchgear")
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Totals since the metrics were created (the seed's ``GetStats``).
+    """Totals since the metrics were created.
 
     ``avg_latency`` is in seconds; pool fields come from the first attached pool (else from
     ``update_pool_stats``); ``memory_limit`` is 0 when no limit is known.
@@ -72,7 +72,7 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class WindowStats:
-    """Figures over the last ``duration`` seconds of the sliding window (seed ``GetWindowStats``).
+    """Figures over the last ``duration`` seconds of the sliding window.
 
     ``duration`` is the span actually observed (shorter than the window while the metrics
     are younger than it), so ``qps == request_count / duration``. Reading resets nothing.
@@ -398,7 +398,7 @@ class Metrics:
             duration=w.covered,
             request_count=w.requests,
             error_count=w.errors,
-            avg_latency=w.latency_sum / w.requests if w.requests else 0.0,
-            qps=w.requests / w.covered,
-            error_rate=w.errors / w.requests if w.requests else 0.0,
+            avg_latency=w.latency_avg,
+            qps=w.qps,
+            error_rate=w.error_ratio,
         )

@@ -1,6 +1,6 @@
 """Process memory: resident bytes used, and the limit the process runs under.
 
-The seed reports ``memoryUsed``/``memoryLimit`` but never says where they come from. Here:
+Where the two figures come from:
 
 * used  = resident set size (Linux ``/proc/self/statm`` × page size; elsewhere the peak RSS
   from ``getrusage``, the best portable figure);
