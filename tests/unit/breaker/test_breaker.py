@@ -12,7 +12,7 @@ import pytest
 
 import switchgear as sg
 from switchgear import BreakerState as S
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 
 class Boom(Exception):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import switchgear as sg
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 FAILURE_THRESHOLD = 3
 SUCCESS_THRESHOLD = 2

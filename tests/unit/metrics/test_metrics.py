@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import switchgear as sg
 from switchgear._metrics import render_latest
-from tests.conftest import FakeClock, require_binary
+from switchgear.testing import FakeClock
+from tests.conftest import require_binary
 from tests.unit.metrics.fakes import FakeBreaker, FakePool, samples, types
 
 _names = itertools.count()
