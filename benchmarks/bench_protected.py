@@ -19,10 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +31,7 @@ import pybreaker
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 import switchgear as sg
+from benchmarks.redis_server import redis_server
 
 Variant = Callable[[int], float]  # runs n calls, returns elapsed seconds
 
@@ -55,41 +53,17 @@ def sync_loop(fn: Callable[[int], int]) -> Variant:
 @contextlib.contextmanager
 def redis_storage() -> Iterator[Any]:
     """A RedisStorage on a throwaway redis-server, or None when redis is not installed."""
-    binary = shutil.which("redis-server")
-    try:
+    with redis_server() as port:
+        if port is None:
+            yield None
+            return
         import redis
 
         from switchgear.redis import RedisStorage
-    except ImportError:
-        binary = None
-    if binary is None:
-        yield None
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        storage = RedisStorage(client)
+
+        storage = RedisStorage(redis.Redis(port=port, socket_timeout=0.5))
         yield storage
         storage.close()
-    finally:
-        server.kill()
-        server.wait()
 
 
 def make_variants(storage: Any = None) -> dict[str, Variant]:

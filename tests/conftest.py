@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from switchgear.testing import FakeClock
 
 __all__ = [
+    "ROOT",
     "FakeClock",
     "clock",
     "free_port",
@@ -29,6 +31,8 @@ __all__ = [
 def clock() -> FakeClock:
     return FakeClock()
 
+
+ROOT = Path(__file__).resolve().parent.parent
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
