@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from ._breaker.breaker import CircuitBreaker
 from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED, SUCCESS
@@ -23,12 +26,10 @@ from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._http.auth import Headers
 from ._http.core import HttpMiddlewareBase, Route, log_once
 from ._http.endpoints import Response
-from ._http.options import HttpOptions
+from ._http.options import HttpOptions, default_failure_status
 from ._http.routes import METHODS, ROUTE_KEY, asgi_template
 from ._pool.pool import MISSING as _NO_RESOURCE
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
+from ._pool.pool import DynamicPool
 
 __all__ = ["ASGIMiddleware"]
 
@@ -74,13 +75,29 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             endpoint_auth="s3cret-token",
         )
 
-    The options and their defaults are in the signature (typed by ``HttpOptions``).
+    Every option is described in ``docs/middleware.md``.
     """
 
     _app_kind = "an ASGI application"
 
-    def __init__(self, app: ASGIApp, **options: Unpack[HttpOptions]) -> None:
-        super().__init__(app, **options)
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics_path: str | None = "/metrics",
+        status_path: str | None = "/switchgear",
+        breaker_per_route: bool = True,
+        failure_status: Callable[[int], bool] = default_failure_status,
+        breaker_options: Mapping[str, Any] | None = None,
+        pool: DynamicPool[Any] | None = None,
+        exclude_paths: Iterable[str] = (),
+        endpoint_auth: str | Callable[[Headers], Any] | None = None,
+        registry: CollectorRegistry | None = None,
+        max_routes: int = 100,
+        pool_full_status: int = 503,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(app, HttpOptions.among(locals()))
         core = self._core
         # Bound once: every attribute hop saved here is saved on every request.
         self._special_kind = core.special_kind

@@ -13,9 +13,12 @@ See ``docs/middleware.md`` for every option, framework notes and gunicorn pre-fo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from ._breaker.breaker import CircuitBreaker
 from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED
@@ -24,12 +27,10 @@ from ._http.auth import Headers
 from ._http.core import HttpCore, HttpMiddlewareBase, Route, log_once
 from ._http.django_glue import django_route_middleware
 from ._http.endpoints import Response, reason_phrase
-from ._http.options import HttpOptions
+from ._http.options import HttpOptions, default_failure_status
 from ._http.routes import ROUTE_KEY, method_label, wsgi_template
 from ._pool.pool import MISSING as _NO_RESOURCE
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
+from ._pool.pool import DynamicPool
 
 __all__ = ["WSGIMiddleware", "django_route_middleware"]
 
@@ -307,14 +308,30 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
             endpoint_auth="s3cret-token",
         )
 
-    The options and their defaults are in the signature (typed by ``HttpOptions``).
+    Every option is described in ``docs/middleware.md``.
     """
 
     _app_param = "wsgi_app"
     _app_kind = "a WSGI application"
 
-    def __init__(self, wsgi_app: WSGIApp, **options: Unpack[HttpOptions]) -> None:
-        super().__init__(wsgi_app, **options)
+    def __init__(
+        self,
+        wsgi_app: WSGIApp,
+        *,
+        metrics_path: str | None = "/metrics",
+        status_path: str | None = "/switchgear",
+        breaker_per_route: bool = True,
+        failure_status: Callable[[int], bool] = default_failure_status,
+        breaker_options: Mapping[str, Any] | None = None,
+        pool: DynamicPool[Any] | None = None,
+        exclude_paths: Iterable[str] = (),
+        endpoint_auth: str | Callable[[Headers], Any] | None = None,
+        registry: CollectorRegistry | None = None,
+        max_routes: int = 100,
+        pool_full_status: int = 503,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(wsgi_app, HttpOptions.among(locals()))
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         core = self._core

@@ -21,15 +21,13 @@ Why recording is split the way it is:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client.exposition import choose_encoder
 
@@ -51,7 +49,6 @@ from .endpoints import (
 )
 from .options import (
     HttpOptions,
-    default_failure_status,
     exclude_option,
     int_option,
     path_option,
@@ -60,9 +57,6 @@ from .options import (
 from .options import breaker_options as breaker_options_
 from .render_gate import RenderGate
 from .routes import OTHER, UNMATCHED, EndpointIndex, RouteCache
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = [
     "ENDPOINT_METHODS",
@@ -142,22 +136,16 @@ class Route:
 class HttpCore:
     """Validated middleware options plus the live per-route components."""
 
-    def __init__(
-        self,
-        *,
-        metrics_path: object = "/metrics",
-        status_path: object = "/switchgear",
-        breaker_per_route: object = True,
-        failure_status: object = default_failure_status,
-        breaker_options: object = None,
-        pool: object = None,
-        exclude_paths: object = (),
-        endpoint_auth: object = None,
-        registry: object = None,
-        max_routes: object = 100,
-        pool_full_status: object = 503,
-        clock: object = time.monotonic,
-    ) -> None:
+    def __init__(self, options: HttpOptions) -> None:
+        o = options
+        metrics_path, status_path, breaker_per_route = (
+            o.metrics_path,
+            o.status_path,
+            o.breaker_per_route,
+        )
+        failure_status, breaker_options, pool = o.failure_status, o.breaker_options, o.pool
+        exclude_paths, endpoint_auth, registry = o.exclude_paths, o.endpoint_auth, o.registry
+        max_routes, pool_full_status, clock = o.max_routes, o.pool_full_status, o.clock
         self.clock: Callable[[], float] = v.clock(clock)
         self.metrics_path = path_option("metrics_path", metrics_path)
         self.status_path = path_option("status_path", status_path)
@@ -525,9 +513,6 @@ def declared_paths(app: object) -> set[str]:
     return paths
 
 
-_OPTION_NAMES = HttpOptions.__optional_keys__ | HttpOptions.__required_keys__
-
-
 class HttpMiddlewareBase(Generic[AppT]):
     """What the ASGI and WSGI middleware share: construction and introspection."""
 
@@ -538,36 +523,13 @@ class HttpMiddlewareBase(Generic[AppT]):
     app: AppT
     _core: HttpCore
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # What help() and IDEs show: the app, then every option with its default (the
-        # defaults live on HttpCore, the option types on HttpOptions).
-        hints = {
-            k: getattr(h, "__forward_arg__", h) for k, h in HttpOptions.__annotations__.items()
-        }
-        options = [
-            p.replace(annotation=hints.get(p.name, p.annotation))
-            for p in inspect.signature(HttpCore).parameters.values()
-        ]
-        first = inspect.Parameter(cls._app_param, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        app_hint = inspect.signature(cls.__init__).parameters.get(cls._app_param)
-        if app_hint is not None:
-            first = first.replace(annotation=app_hint.annotation)
-        signature = inspect.Signature([first, *options], return_annotation=None)
-        cls.__signature__ = signature  # type: ignore[attr-defined]
-
-    def __init__(self, app: AppT, /, **options: Unpack[HttpOptions]) -> None:
+    def __init__(self, app: AppT, options: HttpOptions) -> None:
         if not callable(app):
             raise TypeError(
                 f"{self._app_param} must be {self._app_kind} (callable), not {type(app).__name__}"
             )
-        unknown = options.keys() - _OPTION_NAMES
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__}() got an unexpected keyword argument {min(unknown)!r}"
-            )
         self.app = app
-        self._core = HttpCore(**options)
+        self._core = HttpCore(options)
         self._shadow_checked = False
         self.check_shadowed()
 

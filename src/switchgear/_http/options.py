@@ -1,16 +1,22 @@
 """The options of the ASGI and WSGI middleware: declared once, validated once.
 
-Both middleware constructors take ``app, **options`` typed by :class:`HttpOptions`, and hand
-the options to :class:`~switchgear._http.core.HttpCore`, whose keyword defaults are the
-documented ones. The checks below each name the bad option.
+:class:`HttpOptions` declares them with their defaults. Both middleware constructors spell
+them out as keyword parameters (so help() and IDEs show them plainly) and pass them on as
+one ``HttpOptions``; a test holds both signatures to this declaration. The checks below each
+name the bad option; :class:`~switchgear._http.core.HttpCore` applies them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypedDict
+from dataclasses import dataclass, fields
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from .._breaker.breaker import CircuitBreaker
+from .._pool.pool import DynamicPool
 from .auth import Headers
 
 __all__ = [
@@ -24,33 +30,35 @@ __all__ = [
 ]
 
 
-class HttpOptions(TypedDict, total=False):
-    """Keyword options of :class:`~switchgear.asgi.ASGIMiddleware` and ``WSGIMiddleware``.
-
-    Defaults: ``metrics_path="/metrics"``, ``status_path="/switchgear"``,
-    ``breaker_per_route=True``, ``failure_status=lambda code: code >= 500``,
-    ``breaker_options=None`` (the breaker's defaults), ``pool=None``, ``exclude_paths=()``,
-    ``endpoint_auth=None`` (open), ``registry=None`` (prometheus_client's default),
-    ``max_routes=100``, ``pool_full_status=503``, ``clock=time.monotonic``.
-    """
-
-    metrics_path: str | None
-    status_path: str | None
-    breaker_per_route: bool
-    failure_status: Callable[[int], bool]
-    breaker_options: dict[str, Any] | None
-    pool: Any
-    exclude_paths: tuple[str, ...] | list[str] | frozenset[str]
-    endpoint_auth: str | Callable[[Headers], Any] | None
-    registry: Any
-    max_routes: int
-    pool_full_status: int
-    clock: Callable[[], float]
-
-
 def default_failure_status(code: int) -> bool:
     """The default ``failure_status``: server errors are failures."""
     return code >= 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpOptions:
+    """Every option of :class:`~switchgear.asgi.ASGIMiddleware` and ``WSGIMiddleware``.
+
+    As given by the caller; :class:`~switchgear._http.core.HttpCore` checks each one.
+    """
+
+    metrics_path: str | None = "/metrics"
+    status_path: str | None = "/switchgear"
+    breaker_per_route: bool = True
+    failure_status: Callable[[int], bool] = default_failure_status
+    breaker_options: Mapping[str, Any] | None = None
+    pool: DynamicPool[Any] | None = None
+    exclude_paths: Iterable[str] = ()
+    endpoint_auth: str | Callable[[Headers], Any] | None = None
+    registry: CollectorRegistry | None = None
+    max_routes: int = 100
+    pool_full_status: int = 503
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def among(cls, arguments: Mapping[str, Any]) -> HttpOptions:
+        """The options among a middleware constructor's arguments (its ``locals()``)."""
+        return cls(**{f.name: arguments[f.name] for f in fields(cls)})
 
 
 def path_option(name: str, value: object) -> str | None:

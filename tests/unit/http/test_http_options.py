@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import fields
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from switchgear._http.options import HttpOptions
 from switchgear.asgi import ASGIMiddleware
 from switchgear.wsgi import WSGIMiddleware
 
@@ -29,6 +31,16 @@ OPTIONS = [
 
 def app(*args: Any) -> Any:
     return None
+
+
+@pytest.mark.parametrize(("cls", "first"), [(ASGIMiddleware, "app"), (WSGIMiddleware, "wsgi_app")])
+def test_signature_spells_out_the_one_declaration_of_the_options(cls: type, first: str) -> None:
+    declared = fields(HttpOptions)
+    params = list(inspect.signature(cls).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in declared]
+    for param, field in zip(params, declared, strict=True):
+        assert param.default == field.default, param.name
+        assert param.annotation == field.type, param.name  # both as written (strings)
 
 
 @pytest.mark.parametrize(("cls", "first"), [(ASGIMiddleware, "app"), (WSGIMiddleware, "wsgi_app")])
