@@ -20,15 +20,15 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from ._breaker.breaker import CircuitBreaker
-from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED, SUCCESS
-from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from ._breaker.protocol import NEUTRAL, NEVER_COUNTED
+from ._errors import PoolFullError, PoolTimeoutError
 from ._http.auth import Headers
-from ._http.core import HttpMiddlewareBase, Route, log_once
+from ._http.core import HttpMiddlewareBase
 from ._http.endpoints import Response
+from ._http.log import log_once
 from ._http.options import HttpOptions, default_failure_status
 from ._http.routes import METHODS, ROUTE_KEY, asgi_template
-from ._pool.pool import MISSING as _NO_RESOURCE
+from ._http.ticket import Ticket
 from ._pool.pool import DynamicPool
 
 __all__ = ["ASGIMiddleware"]
@@ -50,6 +50,53 @@ async def _respond(send: Send, response: Response, head: bool) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+class _Responder(Ticket):
+    """One HTTP request through the middleware: its ticket, and the ``send`` the app gets."""
+
+    __slots__ = ("downstream", "gone", "root", "scope", "status")
+
+    scope: Scope
+    root: object
+    downstream: Send
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.status: Any = 0
+        self.gone = False
+
+    async def send(self, message: Message) -> None:
+        if not self.done:
+            mtype = message.get("type")
+            if mtype == "http.response.start":
+                self.status = message.get("status", 0)
+            elif (
+                mtype == "http.response.body" and not message.get("more_body", False)
+            ) or mtype == "http.response.pathsend":
+                # Recorded before the last chunk is handed over, so by the time the client
+                # has the whole response, /metrics already counts it.
+                self.settle(self.core.status_outcome(self.status), True)
+        try:
+            await self.downstream(message)
+        except OSError:
+            self.gone = True  # the client went away; what the app does next is not its fault
+            raise
+
+    def settle(self, outcome: int, counted: bool) -> None:
+        """Record the request (once) with what the scope says about its route."""
+        scope = self.scope
+        self.finish(
+            outcome,
+            counted,
+            scope.get("route"),
+            scope.get(ROUTE_KEY),
+            scope.get("root_path", "") == self.root,
+            answered=self.status != 0,
+        )
+
+    def template(self) -> str | None:
+        return asgi_template(self.scope, self.root, self.core.endpoints)
 
 
 class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
@@ -101,10 +148,9 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         core = self._core
         # Bound once: every attribute hop saved here is saved on every request.
         self._special_kind = core.special_kind
-        self._lookup = core.cache.get
+        self._admit = core.admit
         self._pool = core.pool
         self._clock = core.clock
-        self._failure_status = core.failure_status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -125,153 +171,42 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 await self._endpoint(kind, scope, send)
             return
 
-        core = self._core
         method = scope.get("method")
         if type(method) is not str or method not in METHODS:
             method = "OTHER"
-        route = self._lookup(method, path)
-        breaker = route.breaker if route is not None else core.global_breaker
-        token: int | None = None
-        if breaker is not None:
-            try:
-                token = breaker.admit()
-            except CircuitOpenError as exc:
-                await _respond(send, core.circuit_rejection(route, exc), method == "HEAD")
-                return
+        r = self._admit(method, path, _Responder)
+        if type(r) is tuple:
+            await _respond(send, r, method == "HEAD")
+            return
+        assert isinstance(r, _Responder)
+        r.scope, r.root, r.downstream = scope, root, send
         pool = self._pool
-        resource: Any = None
-        cold = False
-        if pool is not None:
+        if pool is not None and not r.take():
             try:
-                # An idle resource needs no await: skip creating a coroutine for it.
-                resource = pool.take()
-                if resource is _NO_RESOURCE:
-                    resource, cold, _ = await pool.acquire_timed_async()
+                resource, cold, _ = await pool.acquire_timed_async()
             except (PoolFullError, PoolTimeoutError) as exc:
-                rejection = core.pool_rejection(route, breaker, token, exc)
-                await _respond(send, rejection, method == "HEAD")
+                await _respond(send, r.refuse(exc), method == "HEAD")
                 return
             except BaseException:
-                if breaker is not None:
-                    breaker.finish(token, NEUTRAL, 0.0)
+                r.abandon()
                 raise
-
-        clock = self._clock
-        status: Any = 0
-        done = False
-        gone = False
-        start = clock()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, done, gone
-            if not done:
-                mtype = message.get("type")
-                if mtype == "http.response.start":
-                    status = message.get("status", 0)
-                elif (
-                    mtype == "http.response.body" and not message.get("more_body", False)
-                ) or mtype == "http.response.pathsend":
-                    # Recorded before the last chunk is handed over, so by the time the
-                    # client has the whole response, /metrics already counts it.
-                    done = True
-                    now = clock()
-                    duration = now - start
-                    if (
-                        route is not None
-                        and scope.get("route") is route.matched
-                        and scope.get("root_path", "") == root
-                        and ROUTE_KEY not in scope
-                    ):
-                        # The common case: the route the framework matched last time for
-                        # this route key, no mount in between.
-                        try:
-                            failed = self._failure_status(status)
-                        except Exception:
-                            failed = core.status_outcome(status) == FAILURE
-                        try:
-                            route.breaker.finish(token, FAILURE if failed else SUCCESS, duration)
-                            route.record(now, duration, not failed, cold)
-                        except Exception:
-                            log_once("record", "switchgear: recording an HTTP request failed")
-                    else:
-                        self._complete(
-                            scope, root, route, breaker, token, method, path, status, duration, cold
-                        )
-            try:
-                await send(message)
-            except OSError:
-                gone = True  # the client went away; what the app does next is not its fault
-                raise
-
-        outcome: int = NEUTRAL
-        counted = False
+            r.lease(resource, cold)
+        r.start = self._clock()
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, r.send)
         except BaseException as exc:
-            if not done:
-                counted = not (gone or isinstance(exc, NEVER_COUNTED))
-                outcome = core.classify(exc) if counted else NEUTRAL
+            if not r.done:
+                counted = not (r.gone or isinstance(exc, NEVER_COUNTED))
+                r.settle(self._core.classify(exc) if counted else NEUTRAL, counted)
             raise
         else:
-            if not done:
+            if not r.done:
                 # No response at all: the server answers 500 for it. Started but never
                 # finished: the client went away mid-response (not counted).
-                counted = status == 0
-                outcome = core.status_outcome(500) if counted else NEUTRAL
+                counted = r.status == 0
+                r.settle(self._core.status_outcome(500) if counted else NEUTRAL, counted)
         finally:
-            if not done:
-                done = True
-                template = asgi_template(scope, root, core.endpoints)
-                duration = clock() - start
-                core.complete(
-                    route,
-                    breaker,
-                    token,
-                    method,
-                    path,
-                    template,
-                    outcome,
-                    duration,
-                    cold,
-                    counted,
-                    answered=status != 0,
-                )
-            if pool is not None:
-                try:
-                    pool.give_back(resource)  # ours: never foreign, never twice
-                except Exception:
-                    log_once("release", "switchgear: returning a resource to the pool failed")
-
-    def _complete(
-        self,
-        scope: Scope,
-        root: object,
-        route: Route | None,
-        breaker: CircuitBreaker | None,
-        token: int | None,
-        method: str,
-        path: str,
-        status: object,
-        duration: float,
-        cold: bool,
-    ) -> None:
-        """Record a finished response whose route is new, changed or not yet confirmed."""
-        core = self._core
-        template = asgi_template(scope, root, core.endpoints)
-        matched = scope.get("route")
-        if (
-            route is not None
-            and template == route.template
-            and (matched is not None or template is None)
-            and scope.get("root_path", "") == root
-            and ROUTE_KEY not in scope
-        ):
-            # The framework's route object for this key: next time, one identity check
-            # replaces reading the template. A route named from its endpoint has no such
-            # object (None would also be what a 404 leaves), so it keeps this slower path.
-            route.matched = matched
-        outcome = core.status_outcome(status)
-        core.complete(route, breaker, token, method, path, template, outcome, duration, cold, True)
+            r.give_back()  # once the app is done, background work included
 
     async def _endpoint(self, kind: str, scope: Scope, send: Send) -> None:
         """Serve ``/metrics`` or the status document (after auth); never counted."""

@@ -20,16 +20,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from ._breaker.breaker import CircuitBreaker
-from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED
-from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from ._breaker.protocol import NEUTRAL, NEVER_COUNTED
+from ._errors import PoolFullError, PoolTimeoutError
 from ._http.auth import Headers
-from ._http.core import HttpCore, HttpMiddlewareBase, Route, log_once
+from ._http.core import HttpMiddlewareBase
 from ._http.django_glue import django_route_middleware
 from ._http.endpoints import Response, reason_phrase
+from ._http.log import log_once
 from ._http.options import HttpOptions, default_failure_status
 from ._http.routes import ROUTE_KEY, method_label, wsgi_template
-from ._pool.pool import MISSING as _NO_RESOURCE
+from ._http.ticket import Ticket
 from ._pool.pool import DynamicPool
 
 __all__ = ["WSGIMiddleware", "django_route_middleware"]
@@ -53,72 +53,47 @@ def _status_code(status: object) -> int:
         return 0
 
 
-class _Exchange:
-    """One request in flight: wraps ``start_response`` and is the body iterable returned.
+class _Exchange(Ticket):
+    """One request in flight: its ticket, the ``start_response`` the app gets, and the body
+    iterable returned to the server.
 
-    One object per request does both jobs (no second allocation). The request is recorded
-    exactly once: when the body reaches its ``Content-Length`` (before the last chunk goes
-    out, so a scrape that follows the response already counts it), else when the body is
-    exhausted; a body closed before either means the client went away (not recorded).
+    One object per request does all three jobs. The request is recorded exactly once: when
+    the body reaches its ``Content-Length`` (before the last chunk goes out, so a scrape that
+    follows the response already counts it), else when the body is exhausted; a body closed
+    before either means the client went away (not recorded).
     """
 
     __slots__ = (
         "_app_close",
         "_app_iter",
-        "_breaker",
-        "_cold",
-        "_core",
-        "_done",
         "_environ",
-        "_method",
-        "_path",
-        "_released",
         "_remaining",
         "_request",
-        "_resource",
         "_result",
-        "_route",
         "_script_name",
-        "_start",
         "_start_response",
         "_status",
-        "_token",
     )
 
     _app_close: Callable[[], object] | None  # set only for a passed-through file wrapper
+    _environ: Environ
+    _script_name: object
+    _start_response: StartResponse
 
-    def __init__(
-        self,
-        core: HttpCore,
-        route: Route | None,
-        breaker: CircuitBreaker | None,
-        token: int | None,
-        method: str,
-        path: str,
-        environ: Environ,
-        start_response: StartResponse,
-        resource: Any,
-        cold: bool,
-    ) -> None:
-        self._core = core
-        self._route = route
-        self._breaker = breaker
-        self._token = token
-        self._method = method
-        self._path = path
-        self._environ = environ
-        self._script_name = environ.get("SCRIPT_NAME", "")
-        self._start_response = start_response
-        self._resource = resource
-        self._released = core.pool is None
-        self._cold = cold
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._status: object = None
         self._request: object = None
         self._remaining = -1
-        self._done = False
         self._result: Iterable[bytes] | None = None
         self._app_iter: Iterator[bytes] | None = None
-        self._start = core.clock()
+
+    def begin(self, environ: Environ, start_response: StartResponse) -> None:
+        """The app is about to run: remember the request and start the clock."""
+        self._environ = environ
+        self._script_name = environ.get("SCRIPT_NAME", "")
+        self._start_response = start_response
+        self.start = self.core.clock()
 
     # -- start_response ----------------------------------------------------------------
 
@@ -145,64 +120,29 @@ class _Exchange:
 
     def _finish(self, outcome: int | None, counted: bool) -> None:
         """Record once; ``outcome=None`` means "from the response status"."""
-        if self._done:
+        if self.done:
             return
-        self._done = True
-        core = self._core
-        now = core.clock()
-        duration = now - self._start
+        status = self._status
         if outcome is None:
-            status = self._status
-            outcome = core.status_outcome(_status_code(status) if status is not None else 500)
+            outcome = self.core.status_outcome(_status_code(status) if status is not None else 500)
         environ = self._environ
-        route = self._route
-        rule = getattr(self._request, "url_rule", None)
-        same_mount = environ.get("SCRIPT_NAME", "") == self._script_name
-        if route is not None and counted:
-            explicit = environ.get(ROUTE_KEY)
-            if (
-                rule is route.matched and explicit is None and same_mount
-            ) or explicit == route.template:
-                # The common case: the rule the framework matched last time for this key.
-                try:
-                    route.breaker.finish(self._token, outcome, duration)
-                    route.record(now, duration, outcome != FAILURE, self._cold)
-                except Exception:
-                    log_once("record", "switchgear: recording an HTTP request failed")
-                return
-        template = wsgi_template(environ, self._request, self._script_name)
-        if route is not None and template == route.template and same_mount and rule is not None:
-            route.matched = rule  # next time, one identity check replaces the template
-        core.complete(
-            self._route,
-            self._breaker,
-            self._token,
-            self._method,
-            self._path,
-            template,
+        self.finish(
             outcome,
-            duration,
-            self._cold,
             counted,
-            answered=self._status is not None,
+            getattr(self._request, "url_rule", None),
+            environ.get(ROUTE_KEY),
+            environ.get("SCRIPT_NAME", "") == self._script_name,
+            answered=status is not None,
         )
+
+    def template(self) -> str | None:
+        return wsgi_template(self._environ, self._request, self._script_name)
 
     def fail(self, exc: BaseException) -> None:
         """The app raised: a failure (per the breaker's classification), unless cancelled."""
         counted = not isinstance(exc, NEVER_COUNTED)
-        self._finish(self._core.classify(exc) if counted else NEUTRAL, counted)
-        self._release()
-
-    def _release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        pool = self._core.pool
-        if pool is not None:
-            try:
-                pool.give_back(self._resource)  # ours: never foreign, never twice (_released)
-            except Exception:
-                log_once("release", "switchgear: returning a resource to the pool failed")
+        self._finish(self.core.classify(exc) if counted else NEUTRAL, counted)
+        self.give_back()
 
     # -- the body iterable ---------------------------------------------------------------
 
@@ -243,12 +183,12 @@ class _Exchange:
             chunk = next(self._app_iter)
         except StopIteration:
             self._finish(None, True)
-            self._release()
+            self.give_back()
             raise
         except BaseException as exc:
-            if not self._done:
+            if not self.done:
                 self.fail(exc)
-            self._release()
+            self.give_back()
             raise
         remaining = self._remaining
         if remaining > 0:
@@ -270,12 +210,12 @@ class _Exchange:
             if close is not None:
                 close()
         except BaseException as exc:
-            if not self._done:
+            if not self.done:
                 self.fail(exc)
             raise
         finally:
             self._finish(outcome, ended)
-            self._release()
+            self.give_back()
 
 
 class _SizedExchange(_Exchange):
@@ -345,39 +285,27 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
             return self._endpoint(kind, environ, start_response)
 
         method = method_label(environ.get("REQUEST_METHOD"))
-        route = core.lookup(method, path)
-        breaker = route.breaker if route is not None else core.global_breaker
-        token: int | None = None
-        if breaker is not None:
-            try:
-                token = breaker.admit()
-            except CircuitOpenError as exc:
-                rejection = core.circuit_rejection(route, exc)
-                return _respond(start_response, rejection, method == "HEAD")
+        x = core.admit(method, path, _Exchange)
+        if type(x) is tuple:
+            return _respond(start_response, x, method == "HEAD")
+        assert isinstance(x, _Exchange)
         pool = core.pool
-        resource: Any = None
-        cold = False
-        if pool is not None:
+        if pool is not None and not x.take():
             try:
-                resource = pool.take()
-                if resource is _NO_RESOURCE:
-                    resource, cold, _ = pool.acquire_timed()
+                resource, cold, _ = pool.acquire_timed()
             except (PoolFullError, PoolTimeoutError) as exc:
-                rejection = core.pool_rejection(route, breaker, token, exc)
-                return _respond(start_response, rejection, method == "HEAD")
+                return _respond(start_response, x.refuse(exc), method == "HEAD")
             except BaseException:
-                if breaker is not None:
-                    breaker.finish(token, NEUTRAL, 0.0)
+                x.abandon()
                 raise
-        exchange = _Exchange(
-            core, route, breaker, token, method, path, environ, start_response, resource, cold
-        )
+            x.lease(resource, cold)
+        x.begin(environ, start_response)
         try:
-            result = self.app(environ, exchange.start_response)
+            result = self.app(environ, x.start_response)
         except BaseException as exc:
-            exchange.fail(exc)
+            x.fail(exc)
             raise
-        return exchange.wrap(result)
+        return x.wrap(result)
 
     def _endpoint(
         self, kind: str, environ: Environ, start_response: StartResponse

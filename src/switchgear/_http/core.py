@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -37,7 +36,6 @@ from .._breaker.protocol import FAILURE, NEUTRAL, SUCCESS
 from .._breaker.registry import configuration_mismatch, peek, shared_breaker
 from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from .._metrics.facade import Metrics, live_metrics, live_pools, observe_pool
-from .._metrics.series import TimedSink
 from .._pool.pool import DynamicPool
 from .auth import Auth, Headers, make_auth
 from .endpoints import (
@@ -47,6 +45,7 @@ from .endpoints import (
     rejection_response,
     status_document,
 )
+from .log import log_once
 from .options import (
     HttpOptions,
     exclude_option,
@@ -57,35 +56,18 @@ from .options import (
 from .options import breaker_options as breaker_options_
 from .render_gate import RenderGate
 from .routes import OTHER, UNMATCHED, EndpointIndex, RouteCache
+from .ticket import Route, Ticket
 
-__all__ = [
-    "ENDPOINT_METHODS",
-    "GLOBAL_BREAKER_NAME",
-    "HttpCore",
-    "HttpMiddlewareBase",
-    "Route",
-    "log_once",
-]
+__all__ = ["ENDPOINT_METHODS", "GLOBAL_BREAKER_NAME", "HttpCore", "HttpMiddlewareBase"]
 
 logger = logging.getLogger("switchgear")
+
+_T = TypeVar("_T", bound=Ticket)
 
 #: The name of the one breaker used with ``breaker_per_route=False``.
 GLOBAL_BREAKER_NAME = "http"
 #: The methods ``metrics_path`` and ``status_path`` answer.
 ENDPOINT_METHODS = ("GET", "HEAD")
-
-_logged: set[str] = set()
-
-
-def log_once(key: str, message: str, *args: object) -> None:
-    """Log ``message`` (with the current exception, if any) the first time ``key`` is seen."""
-    if key in _logged:
-        return
-    _logged.add(key)
-    logger.error(message, *args, exc_info=sys.exc_info()[0] is not None)
-
-
-_NOT_SEEN = object()
 
 
 def _valid_name(key: str) -> bool:
@@ -100,37 +82,6 @@ def _bucket_breaker(key: str, clock: Callable[[], float]) -> CircuitBreaker:
     breaker = CircuitBreaker(key, clock=clock)
     breaker.disable()
     return breaker
-
-
-class Route:
-    """The components of one route key: its breaker and metrics, methods pre-bound."""
-
-    __slots__ = ("breaker", "key", "matched", "method", "metrics", "record", "reject", "template")
-
-    def __init__(
-        self,
-        key: str,
-        method: str,
-        template: str | None,
-        breaker: CircuitBreaker,
-        metrics: Metrics,
-        clock: Callable[[], float],
-    ) -> None:
-        self.key = key
-        self.method = method
-        self.template = template
-        self.breaker = breaker
-        self.metrics = metrics
-        # Called with the end time the middleware has just read: (now, duration, ok, cold).
-        self.record: TimedSink = metrics.series.recorder_for(clock)
-        self.reject: Callable[[str], None] = metrics.series.reject
-        # The framework's route object last seen to yield ``template`` with no mount in
-        # between (ASGI), or Flask's rule (WSGI): a later request that matched the same
-        # object has the same key. Nothing, not even None (no route), until one was seen.
-        self.matched: object = _NOT_SEEN
-
-    def __repr__(self) -> str:
-        return f"<Route {self.key!r}>"
 
 
 class HttpCore:
@@ -217,6 +168,23 @@ class HttpCore:
         if kind is None and self.exclude_prefixes and path.startswith(self.exclude_prefixes):
             return "exclude"
         return kind
+
+    def admit(self, method: str, path: str, ticket: type[_T]) -> _T | Response:
+        """Admit one request: a ``ticket`` for it, or the ``503`` to answer (counted).
+
+        The breaker asked is the one of the route learned for this path, else the global one
+        (``breaker_per_route=False``), else none: a path seen for the first time is admitted
+        and decided when its route is known (see :meth:`complete`).
+        """
+        route = self.cache.get(method, path)
+        breaker = route.breaker if route is not None else self.global_breaker
+        token: int | None = None
+        if breaker is not None:
+            try:
+                token = breaker.admit()
+            except CircuitOpenError as exc:
+                return self.circuit_rejection(route, exc)
+        return ticket(self, route, breaker, token, method, path)
 
     def circuit_rejection(self, route: Route | None, exc: CircuitOpenError) -> Response:
         """Count a breaker rejection; the ``503`` answer (with ``Retry-After``) to send."""

@@ -1,0 +1,249 @@
+"""One request through the middleware, from admission to its one recording. No I/O.
+
+:meth:`HttpCore.admit <switchgear._http.core.HttpCore.admit>` gives a :class:`Ticket` (or the
+``503`` to send); the adapter leases a pool resource for it when there is a pool (waiting is
+I/O, so the adapter does it), runs the app, and calls :meth:`Ticket.finish` once with what
+it saw. ``finish`` is the recording rule of both middlewares: which route counts the
+request, on which breaker token, and the fast path for a route confirmed before.
+
+The adapters' per-request objects (the ASGI responder, the WSGI exchange) are tickets, so a
+request costs one object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .._breaker.breaker import CircuitBreaker
+from .._breaker.protocol import FAILURE, NEUTRAL
+from .._errors import PoolFullError, PoolTimeoutError
+from .._metrics.facade import Metrics
+from .._metrics.series import TimedSink
+from .._pool.pool import MISSING, DynamicPool
+from .endpoints import Response
+from .log import log_once
+from .routes import EndpointIndex
+
+__all__ = ["Recorder", "Route", "Ticket"]
+
+
+_NOT_SEEN = object()
+
+
+class Route:
+    """The components of one route key: its breaker and metrics, methods pre-bound."""
+
+    __slots__ = ("breaker", "key", "matched", "method", "metrics", "record", "reject", "template")
+
+    def __init__(
+        self,
+        key: str,
+        method: str,
+        template: str | None,
+        breaker: CircuitBreaker,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.key = key
+        self.method = method
+        self.template = template
+        self.breaker = breaker
+        self.metrics = metrics
+        # Called with the end time the middleware has just read: (now, duration, ok, cold).
+        self.record: TimedSink = metrics.series.recorder_for(clock)
+        self.reject: Callable[[str], None] = metrics.series.reject
+        # The framework's route object last seen to yield ``template`` with no mount in
+        # between (ASGI), or Flask's rule (WSGI): a later request that matched the same
+        # object has the same key. Nothing, not even None (no route), until one was seen.
+        self.matched: object = _NOT_SEEN
+
+    def __repr__(self) -> str:
+        return f"<Route {self.key!r}>"
+
+
+class Recorder(Protocol):
+    """What a ticket needs of the middleware core (:class:`~switchgear._http.core.HttpCore`)."""
+
+    clock: Callable[[], float]
+    pool: DynamicPool[Any] | None
+    endpoints: EndpointIndex
+
+    def status_outcome(self, status: object) -> int: ...
+
+    def classify(self, exc: BaseException) -> int: ...
+
+    def pool_rejection(
+        self,
+        route: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        exc: PoolFullError | PoolTimeoutError,
+    ) -> Response: ...
+
+    def complete(
+        self,
+        admitted: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        method: str,
+        path: str,
+        template: str | None,
+        outcome: int,
+        duration: float,
+        cold_start: bool,
+        counted: bool,
+        *,
+        answered: bool = True,
+    ) -> None: ...
+
+
+class Ticket:
+    """What admission decided for one request, and the rule that records it."""
+
+    __slots__ = (
+        "breaker",
+        "cold",
+        "core",
+        "done",
+        "method",
+        "path",
+        "resource",
+        "route",
+        "start",
+        "token",
+    )
+
+    def __init__(
+        self,
+        core: Recorder,
+        route: Route | None,
+        breaker: CircuitBreaker | None,
+        token: int | None,
+        method: str,
+        path: str,
+    ) -> None:
+        self.core = core
+        self.route = route  # the route learned for this path, if any
+        self.breaker = breaker  # the breaker that admitted it (route's or global), if any
+        self.token = token
+        self.method = method
+        self.path = path
+        self.resource: Any = MISSING  # no pool, or not leased yet
+        self.cold = False
+        self.done = False
+        self.start = 0.0
+
+    # -- the pool (the adapter waits, the ticket keeps the books) ---------------------------
+
+    def take(self) -> bool:
+        """Lease an idle resource at once if there is one (no waiting)."""
+        pool = self.core.pool
+        assert pool is not None
+        resource = pool.take()
+        if resource is MISSING:
+            return False
+        self.resource = resource
+        return True
+
+    def lease(self, resource: Any, cold: bool) -> None:
+        """The resource the adapter waited for."""
+        self.resource = resource
+        self.cold = cold
+
+    def refuse(self, exc: PoolFullError | PoolTimeoutError) -> Response:
+        """The pool refused: the permit goes back, the rejection is counted; the answer."""
+        self.done = True
+        return self.core.pool_rejection(self.route, self.breaker, self.token, exc)
+
+    def abandon(self) -> None:
+        """Leasing failed otherwise (cancelled, say): the app never runs; nothing counted."""
+        self.done = True
+        if self.breaker is not None:
+            self.breaker.finish(self.token, NEUTRAL, 0.0)
+
+    # -- the recording rule -------------------------------------------------------------------
+
+    def template(self) -> str | None:
+        """The route template the framework matched (None: no route); read from the request."""
+        raise NotImplementedError
+
+    def finish(
+        self,
+        outcome: int,
+        counted: bool,
+        matched: object,
+        explicit: object,
+        same_mount: bool,
+        answered: bool = True,
+    ) -> None:
+        """Record the request once; never raises.
+
+        ``matched`` is the framework's route object (Starlette's route, Flask's rule),
+        ``explicit`` a template the app set itself (``switchgear.route``), ``same_mount``
+        whether the mount prefix is what it was at admission; :meth:`template` is read only
+        when the fast check does not settle it. ``counted=False`` (client gone, cancelled)
+        returns the breaker's permit and records nothing. ``answered=False``: the app raised
+        before it started a response.
+        """
+        if self.done:
+            return
+        self.done = True
+        core = self.core
+        now = core.clock()
+        duration = now - self.start
+        route = self.route
+        try:
+            if (
+                route is not None
+                and counted
+                and (
+                    (explicit is None and same_mount and matched is route.matched)
+                    or (explicit is not None and explicit == route.template)
+                )
+            ):
+                # The fast path: the framework matched what it matched last time for this
+                # route key, so the template need not be read.
+                route.breaker.finish(self.token, outcome, duration)
+                route.record(now, duration, outcome != FAILURE, self.cold)
+            else:
+                seen = self.template()
+                if (
+                    route is not None
+                    and explicit is None
+                    and same_mount
+                    and seen == route.template
+                    and (matched is not None or seen is None)
+                ):
+                    # Next time one identity check replaces reading the template. A route
+                    # named from its endpoint has no object of its own (None would also be
+                    # what a 404 leaves), so it keeps this slower path.
+                    route.matched = matched
+                core.complete(
+                    route,
+                    self.breaker,
+                    self.token,
+                    self.method,
+                    self.path,
+                    seen,
+                    outcome,
+                    duration,
+                    self.cold,
+                    counted,
+                    answered=answered,
+                )
+        except Exception:
+            log_once("record", "switchgear: recording an HTTP request failed")
+
+    def give_back(self) -> None:
+        """Return the leased resource, once."""
+        resource = self.resource
+        if resource is MISSING:
+            return
+        self.resource = MISSING
+        pool = self.core.pool
+        if pool is not None:
+            try:
+                pool.give_back(resource)  # ours: never foreign, never twice
+            except Exception:
+                log_once("release", "switchgear: returning a resource to the pool failed")
