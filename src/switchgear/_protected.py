@@ -103,9 +103,13 @@ class _Plan:
         return token, resource, cold
 
     def succeeded(
-        self, token: int | None, resource: Any, cold: bool, duration: float, ok: bool = True
+        self, token: int | None, resource: Any, cold: bool, duration: float, timed: bool = True
     ) -> None:
-        """Settle a call that returned; ``ok=False`` when it returned too late."""
+        """Settle a call that returned. ``timed``: a call that cannot be interrupted returns
+        its result even when over its timeout, and counts as a failure, so a slow dependency
+        still trips the breaker; an awaited one was interrupted at it instead (``False``).
+        """
+        ok = not timed or self.timeout is None or duration <= self.timeout
         if self.pool is not None:
             self.pool.release(resource)
         self.breaker.finish(token, SUCCESS if ok else FAILURE, duration)
@@ -380,7 +384,6 @@ def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
 def _sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
     clock = plan.breaker.clock
     fallback = plan.fallback
-    timeout = plan.timeout
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -396,10 +399,7 @@ def _sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
             if plan.failed(token, resource, cold, exc, clock() - start):
                 return fallback(exc, *args, **plan.fallback_kwargs(kwargs))  # type: ignore[misc]
             raise
-        duration = clock() - start
-        # A sync call cannot be interrupted: one over its timeout returns its result but
-        # counts as a failure, so a slow dependency still trips the breaker.
-        plan.succeeded(token, resource, cold, duration, timeout is None or duration <= timeout)
+        plan.succeeded(token, resource, cold, clock() - start)
         return result
 
     return wrapper
@@ -503,7 +503,7 @@ def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
                 kwargs = plan.fallback_kwargs(kwargs)
                 return await _maybe_await(fallback(exc, *args, **kwargs))  # type: ignore[misc]
             raise
-        plan.succeeded(token, resource, cold, clock() - start)
+        plan.succeeded(token, resource, cold, clock() - start, timed=False)
         return result
 
     return wrapper
@@ -516,7 +516,6 @@ def _gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
     """Admission when iteration starts; timed and recorded when it ends."""
     clock = plan.breaker.clock
     fallback = plan.fallback
-    timeout = plan.timeout
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         try:
@@ -545,15 +544,14 @@ def _gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
             result = stop.value
         except GeneratorExit:
             # The consumer stopped early (break, close()): a normal end of the call.
-            plan.succeeded(token, resource, cold, clock() - start)
+            plan.succeeded(token, resource, cold, clock() - start, timed=False)
             raise
         except BaseException as exc:
             if plan.failed(token, resource, cold, exc, clock() - start) and not produced:
                 kwargs = plan.fallback_kwargs(kwargs)
                 return (yield from _as_iterable(fallback(exc, *args, **kwargs)))  # type: ignore[misc]
             raise
-        duration = clock() - start
-        plan.succeeded(token, resource, cold, duration, timeout is None or duration <= timeout)
+        plan.succeeded(token, resource, cold, clock() - start)
         return result
 
     return wrapper
@@ -566,7 +564,6 @@ def _as_iterable(value: Any) -> Any:
 def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
     clock = plan.breaker.clock
     fallback = plan.fallback
-    timeout = plan.timeout
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         try:
@@ -594,12 +591,10 @@ def _async_gen_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any
                 else:
                     item = await agen.asend(sent)
         except StopAsyncIteration:
-            # Iteration cannot be interrupted here either: over its timeout is a failure.
-            duration = clock() - start
-            plan.succeeded(token, resource, cold, duration, timeout is None or duration <= timeout)
+            plan.succeeded(token, resource, cold, clock() - start)
         except GeneratorExit:
             # The consumer stopped early (break, aclose()): a normal end of the call.
-            plan.succeeded(token, resource, cold, clock() - start)
+            plan.succeeded(token, resource, cold, clock() - start, timed=False)
             raise
         except BaseException as exc:
             if plan.failed(token, resource, cold, exc, clock() - start) and not produced:
