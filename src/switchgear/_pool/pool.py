@@ -57,6 +57,7 @@ from .waiters import Creation as _Creation
 from .waiters import TaskWaiter as _TaskWaiter
 from .waiters import ThreadWaiter as _ThreadWaiter
 from .waiters import Waiter as _Waiter
+from .waiters import WaiterState as _WaiterState
 from .waiters import ring_future as _ring_future
 
 __all__ = ["DynamicPool", "PoolStats", "Slot"]
@@ -376,9 +377,9 @@ class DynamicPool(Generic[T]):
         try:
             with self._lock:
                 kind, value = self._admit(limit, None)
-            if kind == _PENDING:
+            if kind is _PENDING:
                 kind, value = self._wait_thread(value, limit)
-            cold = kind == _CREATE
+            cold = kind is _CREATE
             if cold:
                 value = self._create_within(limit, start)
         except BaseException:
@@ -393,9 +394,9 @@ class DynamicPool(Generic[T]):
         try:
             with self._lock:
                 kind, value = self._admit(limit, loop)
-            if kind == _PENDING:
+            if kind is _PENDING:
                 kind, value = await self._wait_task(value, limit)
-            cold = kind == _CREATE
+            cold = kind is _CREATE
             if cold:
                 value = await self._create_off_loop(limit, start, loop)
         except BaseException:
@@ -405,7 +406,7 @@ class DynamicPool(Generic[T]):
 
     def _admit(
         self, limit: float | None, loop: asyncio.AbstractEventLoop | None
-    ) -> tuple[int, Any]:
+    ) -> tuple[_WaiterState, Any]:
         """Under the lock: an idle resource, a reserved slot, or a queued waiter."""
         if self._closed:
             raise PoolClosedError(self._name)
@@ -427,7 +428,7 @@ class DynamicPool(Generic[T]):
         self._waiters[waiter] = None
         return _PENDING, waiter
 
-    def _wait_thread(self, waiter: _ThreadWaiter, limit: float | None) -> tuple[int, Any]:
+    def _wait_thread(self, waiter: _ThreadWaiter, limit: float | None) -> tuple[_WaiterState, Any]:
         try:
             rung = waiter.bell.acquire(True, -1 if limit is None else min(limit, _TIMEOUT_MAX))
         except BaseException:  # KeyboardInterrupt while waiting
@@ -435,17 +436,19 @@ class DynamicPool(Generic[T]):
             raise
         if not rung:
             with self._lock:
-                if waiter.state == _PENDING:
+                if waiter.state is _PENDING:
                     self._integrate()
                     del self._waiters[waiter]
                     waiter.state = _GONE
-            if waiter.state == _GONE:
+            if waiter.state is _GONE:
                 assert limit is not None
                 raise PoolTimeoutError(self._name, limit)
             # Handed something just as time ran out: take it.
         return self._outcome(waiter)
 
-    async def _wait_task(self, waiter: _TaskWaiter, limit: float | None) -> tuple[int, Any]:
+    async def _wait_task(
+        self, waiter: _TaskWaiter, limit: float | None
+    ) -> tuple[_WaiterState, Any]:
         timer = None
         if limit is not None:
             timer = waiter.loop.call_later(limit, self._expire, waiter, limit)
@@ -461,7 +464,7 @@ class DynamicPool(Generic[T]):
 
     def _expire(self, waiter: _TaskWaiter, limit: float) -> None:
         with self._lock:
-            if waiter.state != _PENDING:
+            if waiter.state is not _PENDING:
                 return
             self._integrate()
             del self._waiters[waiter]
@@ -470,8 +473,8 @@ class DynamicPool(Generic[T]):
         _ring_future(waiter.bell)
 
     @staticmethod
-    def _outcome(waiter: _Waiter) -> tuple[int, Any]:
-        if waiter.state == _ERROR:
+    def _outcome(waiter: _Waiter) -> tuple[_WaiterState, Any]:
+        if waiter.state is _ERROR:
             error: BaseException = waiter.value
             raise error
         return waiter.state, waiter.value
@@ -481,12 +484,12 @@ class DynamicPool(Generic[T]):
         with self._lock:
             state, value = waiter.state, waiter.value
             waiter.state = _GONE
-            if state == _PENDING:
+            if state is _PENDING:
                 self._integrate()
                 del self._waiters[waiter]
-        if state == _RESOURCE:
+        if state is _RESOURCE:
             self.give_back(value)
-        elif state == _CREATE:
+        elif state is _CREATE:
             self._unreserve()
 
     def _acquired(self, resource: T, cold: bool, start: float) -> tuple[T, bool, float]:
