@@ -25,7 +25,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from .observer import PoolObserver, Tally
 from .waiters import CREATE, GONE, PENDING, RESOURCE, TaskWaiter, ThreadWaiter, Waiter, ring_future
@@ -35,6 +35,8 @@ __all__ = ["PoolCore", "logger"]
 logger = logging.getLogger("switchgear")
 
 T = TypeVar("T")
+
+_NOT_LEASED: Any = object()
 
 
 class PoolCore(Generic[T]):
@@ -169,20 +171,22 @@ class PoolCore(Generic[T]):
 
         False if ``resource`` is not leased from this pool (foreign, or already back).
         """
-        key = id(resource)
         waiter = None
         # acquire/release rather than ``with``: cheaper, on the path every call takes.
         lock = self.lock
         lock.acquire()
         try:
-            leased = self.leased
-            if key not in leased:
-                return False
             if not self.waiters and not self.closed:
-                del leased[key]
+                # Nobody waits: one pop both checks the lease and ends it.
+                if self.leased.pop(id(resource), _NOT_LEASED) is _NOT_LEASED:
+                    return False
                 self.idle.append(resource)
                 self.busy_shift -= self.clock() - self.t_last  # busy - 1, see integrate
                 return True
+            leased = self.leased
+            key = id(resource)
+            if key not in leased:
+                return False
             self.integrate()
             if self.closed:
                 del leased[key]
