@@ -219,6 +219,10 @@ class DynamicPool(Generic[T]):
         )
         core = PoolCore(checked, closer, self._name, (low, high, up, down), v.clock(clock), instant)
         self._core = core
+        # give_back(resource) -> bool: release() returning False instead of raising for a
+        # resource not leased. The core's own method, so the return every request makes
+        # pays for no wrapper call.
+        self.give_back: Callable[[T], bool] = core.give_back
         self._autoscaler = Autoscaler(interval)
 
         created: list[T] = []
@@ -455,10 +459,6 @@ class DynamicPool(Generic[T]):
                 twice = any(r is resource for r in self._core.idle)
             what = "was released twice" if twice else "was not acquired from this pool"
             raise ValueError(f"release(resource): {resource!r} {what} ({self._name!r})")
-
-    def give_back(self, resource: T) -> bool:
-        """:meth:`release` returning False (instead of raising) for a resource not leased."""
-        return self._core.give_back(resource)
 
     # -- leases -----------------------------------------------------------------------------
 
