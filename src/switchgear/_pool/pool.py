@@ -25,7 +25,6 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -36,6 +35,7 @@ from .autoscaler import Autoscaler, scale_step
 from .core import PoolCore
 from .creation import create_off_loop, create_within
 from .observer import PoolObserver, Tally
+from .values import PoolStats, Slot
 from .waiters import (
     CREATE,
     ERROR,
@@ -56,45 +56,6 @@ T = TypeVar("T")
 MISSING: Any = object()
 
 _TIMEOUT_MAX = threading.TIMEOUT_MAX  # Lock.acquire overflows beyond it
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of a :class:`DynamicPool` (the seed's ``DynamicPoolStats``).
-
-    ``total == in_use + available``; ``in_use`` includes resources being created for a caller.
-    ``total_requests`` counts finished ``acquire`` calls, including the ones that failed;
-    ``avg_wait_time`` is the mean seconds they spent in ``acquire``. ``scale_up_count`` and
-    ``scale_down_count`` count *resources* the autoscaler added and retired (on-demand
-    creations are ``cold_starts``, not scale-ups).
-
-    Example::
-
-        s = pool.stats()
-        print(f"{s.in_use}/{s.total} busy, {s.waiting} waiting, {s.cold_starts} cold starts")
-    """
-
-    total: int
-    in_use: int
-    available: int
-    waiting: int
-    total_requests: int
-    avg_wait_time: float
-    scale_up_count: int
-    scale_down_count: int
-    cold_starts: int
-
-
-class Slot:
-    """A bulkhead permit: what a pool built without a factory hands out (unique per slot)."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __repr__(self) -> str:
-        return f"<Slot {self.index}>"
 
 
 _live_pools: weakref.WeakSet[DynamicPool[Any]] = weakref.WeakSet()
