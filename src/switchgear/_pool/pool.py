@@ -1,67 +1,55 @@
 """DynamicPool: a bounded pool of resources with cold starts, fair waiting and an autoscaler.
 
-Design notes (why, not what):
+The public class and its acquire/release paths. The state and the steps shared with the
+other parts live in :mod:`.core` (with the invariants they keep); cold starts in
+:mod:`.creation`; the autoscaler in :mod:`.autoscaler`, deciding by the pure :mod:`.policy`.
 
-* One short ``threading.Lock`` guards the size accounting. Resources are never created or
-  closed while it is held: a slot is *reserved* under the lock (``_size``), the factory runs
-  without it, and the result is filed (or the reservation given back) under the lock again.
-  ``_size == len(_idle) + len(_leased) + _creating + _warming`` at every unlock.
-* Waiters queue in FIFO order and a released resource is *handed* to the oldest waiter under
-  the lock (it never passes through the idle list), so nobody can barge past a waiter and no
-  wakeup is lost. A waiter's outcome (a resource, a reserved slot to create into, or an
-  error) is decided under the lock; the thread lock or asyncio future it sleeps on is only the
-  doorbell. So a waiter that times out or is cancelled looks at its outcome under the lock
-  and gives back whatever it was handed: nothing leaks.
+* A waiter's outcome (a resource, a reserved slot to create into, or an error) is decided
+  under the lock; the thread lock or asyncio future it sleeps on is only the doorbell. So a
+  waiter that times out or is cancelled looks at its outcome under the lock and gives back
+  whatever it was handed: nothing leaks.
 * Async waiters sleep on an ``asyncio.Future`` of their own loop, rung with
   ``call_soon_threadsafe`` from other threads: the event loop never blocks on the pool.
 * Idle resources are reused LIFO, so under light load the same few stay warm and the rest sit
   idle long enough for the autoscaler to retire them.
-* Utilization is integrated over time by the pool's clock at every change of state, so the
-  autoscaler sees the average of the interval, not whatever the last instant looked like
-  (the seed sampled once per tick, which aliases bursts). The decision is the pure function
-  :func:`_decide`. Slow paths fold the area up to "now" before they change anything
-  (``_integrate``); the two hot paths (take an idle resource, put one back) only note
-  ``±(now - _t_last)`` in ``_busy_shift``, which ``_integrate`` subtracts (integration by
-  parts), so the fast path stays one lock, a pop, a dict store and a clock read.
 """
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import contextlib
 import inspect
 import itertools
-import logging
 import os
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from .. import _validate as v
 from .._errors import PoolClosedError, PoolFullError, PoolTimeoutError
+from .autoscaler import Autoscaler, scale_step
+from .core import PoolCore
+from .creation import create_off_loop, create_within
 from .observer import PoolObserver, Tally
-from .policy import decide as _decide
-from .waiters import CREATE as _CREATE
-from .waiters import ERROR as _ERROR
-from .waiters import GONE as _GONE
-from .waiters import PENDING as _PENDING
-from .waiters import RESOURCE as _RESOURCE
-from .waiters import Creation as _Creation
-from .waiters import TaskWaiter as _TaskWaiter
-from .waiters import ThreadWaiter as _ThreadWaiter
-from .waiters import Waiter as _Waiter
-from .waiters import ring_future as _ring_future
+from .values import PoolStats, Slot
+from .waiters import (
+    CREATE,
+    ERROR,
+    GONE,
+    PENDING,
+    RESOURCE,
+    TaskWaiter,
+    ThreadWaiter,
+    Waiter,
+    WaiterState,
+    ring_future,
+)
 
 __all__ = ["DynamicPool", "PoolStats", "Slot"]
-
-logger = logging.getLogger("switchgear")
 
 T = TypeVar("T")
 
@@ -70,65 +58,7 @@ MISSING: Any = object()
 _TIMEOUT_MAX = threading.TIMEOUT_MAX  # Lock.acquire overflows beyond it
 
 
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of a :class:`DynamicPool` (the seed's ``DynamicPoolStats``).
-
-    ``total == in_use + available``; ``in_use`` includes resources being created for a caller.
-    ``total_requests`` counts finished ``acquire`` calls, including the ones that failed;
-    ``avg_wait_time`` is the mean seconds they spent in ``acquire``. ``scale_up_count`` and
-    ``scale_down_count`` count *resources* the autoscaler added and retired (on-demand
-    creations are ``cold_starts``, not scale-ups).
-
-    Example::
-
-        s = pool.stats()
-        print(f"{s.in_use}/{s.total} busy, {s.waiting} waiting, {s.cold_starts} cold starts")
-    """
-
-    total: int
-    in_use: int
-    available: int
-    waiting: int
-    total_requests: int
-    avg_wait_time: float
-    scale_up_count: int
-    scale_down_count: int
-    cold_starts: int
-
-
-class Slot:
-    """A bulkhead permit: what a pool built without a factory hands out (unique per slot)."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __repr__(self) -> str:
-        return f"<Slot {self.index}>"
-
-
-def _autoscale(ref: weakref.ref[DynamicPool[Any]], stop: threading.Event, interval: float) -> None:
-    # Holds the pool only while stepping it, so an abandoned pool can be collected.
-    while not stop.wait(interval):
-        pool = ref()
-        if pool is None:
-            return
-        try:
-            pool.check_and_scale()
-        except Exception:
-            logger.exception("pool %r: autoscaler step failed", pool.name)
-        finally:
-            del pool
-
-
 _live_pools: weakref.WeakSet[DynamicPool[Any]] = weakref.WeakSet()
-
-
-def _wake_loop(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(_ring_future, future)
 
 
 def _after_fork_in_child() -> None:
@@ -213,15 +143,15 @@ class DynamicPool(Generic[T]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Plain slots are made at once; a real factory may take long or hang, so a caller
-        # with a timeout waits for it on another thread (see _create_within).
-        self._instant = factory is None
+        # with a timeout waits for it on another thread (see creation.create_within).
+        instant = factory is None
         if factory is None:
             numbers = itertools.count(1)
 
             def factory() -> Any:
                 return Slot(next(numbers))
 
-        self._factory: Callable[[], T] = v.callable_("factory", factory)
+        checked: Callable[[], T] = v.callable_("factory", factory)
         if inspect.iscoroutinefunction(factory) or inspect.iscoroutinefunction(
             getattr(factory, "__call__", None)  # noqa: B004 - an object with an async __call__
         ):
@@ -231,71 +161,46 @@ class DynamicPool(Generic[T]):
                 "factory must be a plain callable returning the resource, not an async one "
                 "(create it with asyncio.run_coroutine_threadsafe on your loop, if it must be)"
             )
-        self._closer = v.optional_callable("close", close)
+        closer = v.optional_callable("close", close)
         self._name = v.name("name", name)
-        self._min = v.integer("min_size", min_size, minimum=0)
-        self._max = v.integer("max_size", max_size, minimum=1)
-        if self._min > self._max:
-            raise ValueError(f"min_size ({self._min}) must be <= max_size ({self._max})")
-        self._up = v.ratio("scale_up_threshold", scale_up_threshold)
-        self._down = v.ratio("scale_down_threshold", scale_down_threshold)
-        if self._down >= self._up:
+        low = v.integer("min_size", min_size, minimum=0)
+        high = v.integer("max_size", max_size, minimum=1)
+        if low > high:
+            raise ValueError(f"min_size ({low}) must be <= max_size ({high})")
+        up = v.ratio("scale_up_threshold", scale_up_threshold)
+        down = v.ratio("scale_down_threshold", scale_down_threshold)
+        if down >= up:
             raise ValueError(
-                f"scale_down_threshold ({self._down}) must be below scale_up_threshold ({self._up})"
+                f"scale_down_threshold ({down}) must be below scale_up_threshold ({up})"
             )
-        self._interval = v.seconds("scale_interval", scale_interval)
+        interval = v.seconds("scale_interval", scale_interval)
         self._acquire_timeout = v.optional_seconds("acquire_timeout", acquire_timeout)
         self._max_waiting = (
             None if max_waiting is None else v.integer("max_waiting", max_waiting, minimum=0)
         )
-        self._clock = v.clock(clock)
-
-        self._lock = threading.Lock()
-        self._idle: list[T] = []  # LIFO: pop() takes the most recently used
-        self._leased: dict[int, T] = {}  # by id(): resources need not be hashable
-        self._waiters: OrderedDict[_Waiter, None] = OrderedDict()
-        self._size = 0  # every resource alive or being created
-        self._creating = 0  # being created for a caller (counted as in use)
-        self._warming = 0  # being created by the autoscaler (not yet counted in total)
-        self._closed = False
-        self._observers: tuple[PoolObserver, ...] = ()
-        # Acquisitions served at once from an idle resource. Observers read this count when
-        # they are scraped instead of hearing of each one: the hot path calls nobody. Only
-        # observers that need each event (``every_acquire``: an OpenTelemetry histogram, a
-        # multiprocess file) are called for them, and only while one is attached.
-        self.immediate = Tally()  # acquisitions served at once (see stats)
-        self._every: tuple[PoolObserver, ...] = ()
-        self._requests = 0  # finished acquire calls that did not find an idle resource
-        self._wait_sum = 0.0
-        self._cold_starts = 0
-        self._scaled_up = 0
-        self._scaled_down = 0
-        now = self._clock()
-        self._t_last = now  # utilization integrals run from _t_window to _t_last
-        self._t_window = now
-        self._busy_area = 0.0
-        self._total_area = 0.0
-        self._busy_shift = 0.0  # hot-path changes of busy since _t_last, see _integrate
-        self._late_failure_logged = False
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._need_thread = True
+        core = PoolCore(checked, closer, self._name, (low, high, up, down), v.clock(clock), instant)
+        self._core = core
+        # give_back(resource) -> bool: release() returning False instead of raising for a
+        # resource not leased. The core's own method, so the return every request makes
+        # pays for no wrapper call.
+        self.give_back: Callable[[T], bool] = core.give_back
+        self._autoscaler = Autoscaler(interval)
 
         created: list[T] = []
         try:
-            for _ in range(self._min):
-                resource = self._factory()
+            for _ in range(low):
+                resource = checked()
                 if any(r is resource for r in created):
                     raise ValueError("factory returned the same object twice")
                 created.append(resource)
         except BaseException:
             for resource in created:
-                self._close_resource(resource)
+                core.close_resource(resource)
             raise
-        self._idle = created
-        self._size = len(created)
+        core.idle = created
+        core.size = len(created)
         _live_pools.add(self)
-        self._ensure_autoscaler()
+        self._autoscaler.ensure(self, core)
 
     # -- read-only configuration ------------------------------------------------------------
 
@@ -307,12 +212,17 @@ class DynamicPool(Generic[T]):
     @property
     def min_size(self) -> int:
         """Resources kept even when idle (created up front)."""
-        return self._min
+        return self._core.min
 
     @property
     def max_size(self) -> int:
         """The most resources that ever exist at once."""
-        return self._max
+        return self._core.max
+
+    @property
+    def immediate(self) -> Tally:
+        """Acquisitions served at once by an idle resource (read by observers when scraped)."""
+        return self._core.immediate
 
     # -- acquire ----------------------------------------------------------------------------
 
@@ -351,53 +261,56 @@ class DynamicPool(Generic[T]):
 
     def take(self) -> Any:
         """The fast path: the most recently used idle resource, or ``MISSING``."""
-        if self._need_thread:
-            self._ensure_autoscaler()
+        core = self._core
+        if core.need_thread:
+            self._autoscaler.ensure(self, core)
         # acquire/release rather than ``with``: half the cost, on the path every call takes.
-        lock = self._lock
+        lock = core.lock
         lock.acquire()
         try:
-            idle = self._idle
+            idle = core.idle
             if not idle:
                 return MISSING
             resource = idle.pop()
-            self._leased[id(resource)] = resource
-            self._busy_shift += self._clock() - self._t_last  # busy + 1, see _integrate
-            self.immediate.count += 1
+            core.leased[id(resource)] = resource
+            core.busy_shift += core.clock() - core.t_last  # busy + 1, see PoolCore.integrate
+            core.immediate.count += 1
         finally:
             lock.release()
-        if self._every:
-            self._notify_immediate()
+        if core.every:
+            core.notify_immediate()
         return resource
 
     def _acquire_slow(self, timeout: float | None) -> tuple[T, bool, float]:
+        core = self._core
         limit = self._acquire_timeout if timeout is None else timeout
-        start = self._clock()
+        start = core.clock()
         try:
-            with self._lock:
+            with core.lock:
                 kind, value = self._admit(limit, None)
-            if kind == _PENDING:
+            if kind is PENDING:
                 kind, value = self._wait_thread(value, limit)
-            cold = kind == _CREATE
+            cold = kind is CREATE
             if cold:
-                value = self._create_within(limit, start)
+                value = create_within(core, limit, start)
         except BaseException:
             self._account(start)
             raise
         return self._acquired(value, cold, start)
 
     async def _acquire_slow_async(self, timeout: float | None) -> tuple[T, bool, float]:
+        core = self._core
         limit = self._acquire_timeout if timeout is None else timeout
-        start = self._clock()
+        start = core.clock()
         loop = asyncio.get_running_loop()
         try:
-            with self._lock:
+            with core.lock:
                 kind, value = self._admit(limit, loop)
-            if kind == _PENDING:
+            if kind is PENDING:
                 kind, value = await self._wait_task(value, limit)
-            cold = kind == _CREATE
+            cold = kind is CREATE
             if cold:
-                value = await self._create_off_loop(limit, start, loop)
+                value = await create_off_loop(core, limit, start, loop)
         except BaseException:
             self._account(start)
             raise
@@ -405,247 +318,94 @@ class DynamicPool(Generic[T]):
 
     def _admit(
         self, limit: float | None, loop: asyncio.AbstractEventLoop | None
-    ) -> tuple[int, Any]:
+    ) -> tuple[WaiterState, Any]:
         """Under the lock: an idle resource, a reserved slot, or a queued waiter."""
-        if self._closed:
+        core = self._core
+        if core.closed:
             raise PoolClosedError(self._name)
-        self._integrate()
-        if self._idle:
-            resource = self._idle.pop()
-            self._leased[id(resource)] = resource
-            return _RESOURCE, resource
-        if self._size < self._max:
-            self._size += 1
-            self._creating += 1
-            return _CREATE, None
-        waiting = len(self._waiters)
+        core.integrate()
+        if core.idle:
+            resource = core.idle.pop()
+            core.leased[id(resource)] = resource
+            return RESOURCE, resource
+        if core.size < core.max:
+            core.size += 1
+            core.creating += 1
+            return CREATE, None
+        waiting = len(core.waiters)
         if self._max_waiting is not None and waiting >= self._max_waiting:
             raise PoolFullError(self._name, waiting)
         if limit == 0:
             raise PoolTimeoutError(self._name, 0.0)
-        waiter = _ThreadWaiter() if loop is None else _TaskWaiter(loop)
-        self._waiters[waiter] = None
-        return _PENDING, waiter
+        waiter = ThreadWaiter() if loop is None else TaskWaiter(loop)
+        core.waiters[waiter] = None
+        return PENDING, waiter
 
-    def _wait_thread(self, waiter: _ThreadWaiter, limit: float | None) -> tuple[int, Any]:
+    def _wait_thread(self, waiter: ThreadWaiter, limit: float | None) -> tuple[WaiterState, Any]:
+        core = self._core
         try:
             rung = waiter.bell.acquire(True, -1 if limit is None else min(limit, _TIMEOUT_MAX))
         except BaseException:  # KeyboardInterrupt while waiting
-            self._abandon(waiter)
+            core.abandon(waiter)
             raise
         if not rung:
-            with self._lock:
-                if waiter.state == _PENDING:
-                    self._integrate()
-                    del self._waiters[waiter]
-                    waiter.state = _GONE
-            if waiter.state == _GONE:
+            with core.lock:
+                if waiter.state is PENDING:
+                    core.integrate()
+                    del core.waiters[waiter]
+                    waiter.state = GONE
+            if waiter.state is GONE:
                 assert limit is not None
                 raise PoolTimeoutError(self._name, limit)
             # Handed something just as time ran out: take it.
         return self._outcome(waiter)
 
-    async def _wait_task(self, waiter: _TaskWaiter, limit: float | None) -> tuple[int, Any]:
+    async def _wait_task(self, waiter: TaskWaiter, limit: float | None) -> tuple[WaiterState, Any]:
         timer = None
         if limit is not None:
             timer = waiter.loop.call_later(limit, self._expire, waiter, limit)
         try:
             await waiter.bell
         except BaseException:  # cancelled: give back whatever we were handed meanwhile
-            self._abandon(waiter)
+            self._core.abandon(waiter)
             raise
         finally:
             if timer is not None:
                 timer.cancel()
         return self._outcome(waiter)
 
-    def _expire(self, waiter: _TaskWaiter, limit: float) -> None:
-        with self._lock:
-            if waiter.state != _PENDING:
+    def _expire(self, waiter: TaskWaiter, limit: float) -> None:
+        core = self._core
+        with core.lock:
+            if waiter.state is not PENDING:
                 return
-            self._integrate()
-            del self._waiters[waiter]
-            waiter.state = _ERROR
+            core.integrate()
+            del core.waiters[waiter]
+            waiter.state = ERROR
             waiter.value = PoolTimeoutError(self._name, limit)
-        _ring_future(waiter.bell)
+        ring_future(waiter.bell)
 
     @staticmethod
-    def _outcome(waiter: _Waiter) -> tuple[int, Any]:
-        if waiter.state == _ERROR:
+    def _outcome(waiter: Waiter) -> tuple[WaiterState, Any]:
+        if waiter.state is ERROR:
             error: BaseException = waiter.value
             raise error
         return waiter.state, waiter.value
 
-    def _abandon(self, waiter: _Waiter) -> None:
-        """A waiter gave up: leave the queue, or pass on what it was handed."""
-        with self._lock:
-            state, value = waiter.state, waiter.value
-            waiter.state = _GONE
-            if state == _PENDING:
-                self._integrate()
-                del self._waiters[waiter]
-        if state == _RESOURCE:
-            self.give_back(value)
-        elif state == _CREATE:
-            self._unreserve()
-
     def _acquired(self, resource: T, cold: bool, start: float) -> tuple[T, bool, float]:
         waited = self._account(start)
-        if self._observers:
-            self._notify_acquired(waited, cold)
+        core = self._core
+        if core.observers:
+            core.notify_acquired(waited, cold)
         return resource, cold, waited
 
     def _account(self, start: float) -> float:
-        with self._lock:
-            waited = max(0.0, self._clock() - start)
-            self._requests += 1
-            self._wait_sum += waited
+        core = self._core
+        with core.lock:
+            waited = max(0.0, core.clock() - start)
+            core.requests += 1
+            core.wait_sum += waited
         return waited
-
-    def _create_reserved(self) -> T:
-        """Create a resource into a slot reserved by ``_admit`` (or handed to a waiter)."""
-        if self._closed:
-            self._unreserve()
-            raise PoolClosedError(self._name)
-        try:
-            resource = self._factory()
-        except BaseException:
-            self._unreserve()
-            raise
-        with self._lock:
-            self._integrate()
-            duplicate = self._holds(resource)
-            doomed = self._closed and not duplicate
-            if duplicate or doomed:
-                waiter = self._pass_slot()
-            else:
-                waiter = None
-                self._creating -= 1
-                self._leased[id(resource)] = resource
-                self._cold_starts += 1
-        if waiter is not None:
-            self._ring(waiter)
-        if duplicate:
-            raise ValueError("factory returned an object that is already in the pool")
-        if doomed:
-            self._close_resource(resource)
-            raise PoolClosedError(self._name)
-        return resource
-
-    def _create_within(self, limit: float | None, start: float) -> T:
-        """A cold start for a thread caller, bounded by what is left of its ``limit``.
-
-        ``timeout=0`` asks never to wait in line; the cold start it may trigger is made here,
-        as with no timeout (a positive timeout is what bounds a slow factory).
-        """
-        if not limit or self._instant:
-            return self._create_reserved()
-        creation = self._start_creation()
-        remaining = max(limit - (self._clock() - start), 0.0)
-        try:
-            finished = creation.done.wait(min(remaining, _TIMEOUT_MAX))
-        except BaseException:  # KeyboardInterrupt
-            self._walk_away(creation)
-            raise
-        if not finished and self._give_up(creation):
-            raise PoolTimeoutError(self._name, limit)
-        return self._created(creation)
-
-    async def _create_off_loop(
-        self, limit: float | None, start: float, loop: asyncio.AbstractEventLoop
-    ) -> T:
-        """A cold start for a coroutine: the factory never runs on the event loop."""
-        if self._instant:
-            return self._create_reserved()
-        woken: asyncio.Future[None] = loop.create_future()
-        creation = _Creation()
-        creation.notify = lambda: _wake_loop(loop, woken)
-        self._start_creation(creation)
-        try:
-            if not limit:  # no timeout, or timeout=0 (never wait in line): as in _create_within
-                await asyncio.shield(woken)
-            else:
-                remaining = max(limit - (self._clock() - start), 0.0)
-                await asyncio.wait_for(asyncio.shield(woken), remaining)
-        except (asyncio.TimeoutError, TimeoutError):
-            if self._give_up(creation):
-                raise PoolTimeoutError(self._name, limit or 0.0) from None
-        except BaseException:  # cancelled
-            self._walk_away(creation)
-            raise
-        return self._created(creation)
-
-    def _start_creation(self, creation: _Creation | None = None) -> _Creation:
-        creation = creation or _Creation()
-        # The low-level start: threading.Thread.start() waits until the new thread runs,
-        # which on a busy machine can hold an event loop for a scheduler slice or more.
-        _thread.start_new_thread(self._run_creation, (creation,))
-        return creation
-
-    def _run_creation(self, creation: _Creation) -> None:
-        resource: Any = None
-        error: BaseException | None = None
-        try:
-            resource = self._create_reserved()
-        except BaseException as exc:
-            error = exc
-        with self._lock:
-            creation.finished = True
-            creation.resource, creation.error = resource, error
-            abandoned = creation.abandoned
-        if abandoned:
-            if error is None:
-                self.give_back(resource)  # to a waiter, idle, or closed if the pool closed
-            elif not isinstance(error, PoolClosedError) and not self._late_failure_logged:
-                self._late_failure_logged = True  # once per pool: a broken factory repeats
-                logger.error(
-                    "pool %r: a resource creation failed after its caller stopped waiting",
-                    self._name,
-                    exc_info=error,
-                )
-        creation.done.set()
-        if creation.notify is not None:
-            creation.notify()
-
-    def _give_up(self, creation: _Creation) -> bool:
-        """The caller stops waiting; False if the creation finished first (take it)."""
-        with self._lock:
-            if creation.finished:
-                return False
-            creation.abandoned = True
-            return True
-
-    def _walk_away(self, creation: _Creation) -> None:
-        """The caller leaves for good: what is made, now or later, goes to the pool."""
-        if not self._give_up(creation) and creation.error is None:
-            self.give_back(creation.resource)
-
-    def _created(self, creation: _Creation) -> T:
-        if creation.error is not None:
-            raise creation.error
-        resource: T = creation.resource
-        return resource
-
-    def _unreserve(self) -> None:
-        """Give back a slot reserved for creation: to the oldest waiter, else to the pool."""
-        with self._lock:
-            self._integrate()
-            waiter = self._pass_slot()
-        if waiter is not None:
-            self._ring(waiter)
-
-    def _pass_slot(self) -> _Waiter | None:
-        # Under the lock. The reservation moves to the waiter, which creates into it.
-        if self._waiters:
-            waiter = self._waiters.popitem(last=False)[0]
-            waiter.state = _CREATE
-            return waiter
-        self._creating -= 1
-        self._size -= 1
-        return None
-
-    def _holds(self, resource: object) -> bool:
-        return id(resource) in self._leased or any(r is resource for r in self._idle)
 
     # -- release ----------------------------------------------------------------------------
 
@@ -655,62 +415,11 @@ class DynamicPool(Generic[T]):
         Raises ``ValueError`` for an object this pool did not hand out or that is already idle
         (a double release).
         """
-        if not self.give_back(resource):
-            with self._lock:
-                twice = any(r is resource for r in self._idle)
+        if not self._core.give_back(resource):
+            with self._core.lock:
+                twice = any(r is resource for r in self._core.idle)
             what = "was released twice" if twice else "was not acquired from this pool"
             raise ValueError(f"release(resource): {resource!r} {what} ({self._name!r})")
-
-    def give_back(self, resource: T) -> bool:
-        key = id(resource)
-        waiter = None
-        doomed = False
-        lock = self._lock
-        lock.acquire()
-        try:
-            leased = self._leased
-            if key not in leased:
-                return False
-            if self._closed:
-                self._integrate()
-                del leased[key]
-                self._size -= 1
-                doomed = True
-            elif self._waiters:
-                self._integrate()
-                waiter = self._waiters.popitem(last=False)[0]
-                waiter.state = _RESOURCE  # stays in _leased: it changes hands
-                waiter.value = resource
-            else:
-                del leased[key]
-                self._idle.append(resource)
-                self._busy_shift -= self._clock() - self._t_last  # busy - 1
-                return True
-        finally:
-            lock.release()
-        if waiter is not None:
-            self._ring(waiter)
-        elif doomed:
-            self._close_resource(resource)
-        return True
-
-    def _ring(self, waiter: _Waiter) -> None:
-        """Wake a waiter whose outcome was decided under the lock (call without the lock)."""
-        if isinstance(waiter, _ThreadWaiter):
-            waiter.bell.release()
-            return
-        assert isinstance(waiter, _TaskWaiter)
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is waiter.loop:
-            _ring_future(waiter.bell)
-            return
-        try:
-            waiter.loop.call_soon_threadsafe(_ring_future, waiter.bell)
-        except RuntimeError:  # its loop is closed: nobody will collect the outcome
-            self._abandon(waiter)
 
     # -- leases -----------------------------------------------------------------------------
 
@@ -736,41 +445,25 @@ class DynamicPool(Generic[T]):
 
     def stats(self) -> PoolStats:
         """A consistent snapshot of sizes and counters."""
-        with self._lock:
-            in_use = len(self._leased) + self._creating
-            available = len(self._idle)
+        core = self._core
+        with core.lock:
+            in_use = len(core.leased) + core.creating
+            available = len(core.idle)
             # Immediate acquisitions are counted once, in ``immediate``, by the hot path.
-            requests = self._requests + self.immediate.count
+            requests = core.requests + core.immediate.count
             return PoolStats(
                 total=in_use + available,
                 in_use=in_use,
                 available=available,
-                waiting=len(self._waiters),
+                waiting=len(core.waiters),
                 total_requests=requests,
-                avg_wait_time=self._wait_sum / requests if requests else 0.0,
-                scale_up_count=self._scaled_up,
-                scale_down_count=self._scaled_down,
-                cold_starts=self._cold_starts,
+                avg_wait_time=core.wait_sum / requests if requests else 0.0,
+                scale_up_count=core.scaled_up,
+                scale_down_count=core.scaled_down,
+                cold_starts=core.cold_starts,
             )
 
     # -- autoscaling ------------------------------------------------------------------------
-
-    def _integrate(self) -> float:
-        """Fold the utilization areas up to now; call under the lock, *before* a change.
-
-        Since ``_t_last`` the total has not changed and busy has changed only on the hot
-        paths, each adding ``delta * (t - _t_last)`` to ``_busy_shift``; so the busy area is
-        ``busy_now * dt - _busy_shift`` (integration by parts).
-        """
-        now = self._clock()
-        dt = now - self._t_last
-        if dt > 0:
-            busy = len(self._leased) + self._creating + len(self._waiters)
-            self._busy_area += busy * dt - self._busy_shift
-            self._total_area += (self._size - self._warming) * dt
-            self._t_last = now
-            self._busy_shift = 0.0
-        return now
 
     def check_and_scale(self) -> int:
         """One autoscaler step over the interval since the previous step.
@@ -778,134 +471,17 @@ class DynamicPool(Generic[T]):
         Returns the number of resources added (> 0) or retired (< 0). Runs every
         ``scale_interval`` seconds on its own; tests call it directly with a fake clock.
         """
-        with self._lock:
-            if self._closed:
-                return 0
-            now = self._integrate()
-            if now > self._t_window and self._total_area > 0:
-                util = self._busy_area / self._total_area
-            else:  # an empty interval: the instant is all there is
-                busy = len(self._leased) + self._creating + len(self._waiters)
-                total = self._size - self._warming
-                util = busy / total if total else float(busy > 0)
-            self._t_window = now
-            self._busy_area = self._total_area = 0.0
-            delta = _decide(
-                util, self._size, len(self._idle), self._min, self._max, self._up, self._down
-            )
-            grow = retired = 0
-            victims: list[T] = []
-            if delta > 0:
-                grow = min(delta, self._max - self._size)
-                self._size += grow
-                self._warming += grow
-            elif delta < 0:
-                retired = min(-delta, len(self._idle), self._size - self._min)
-                # The least recently used sit at the bottom of the LIFO stack.
-                victims = self._idle[:retired]
-                del self._idle[:retired]
-                self._size -= retired
-                self._scaled_down += retired
-        if retired:
-            for resource in victims:
-                self._close_resource(resource)
-            self._notify_scaled("down", retired)
-            return -retired
-        if grow:
-            added = self._prewarm(grow)
-            if added:
-                self._notify_scaled("up", added)
-            return added
-        return 0
-
-    def _prewarm(self, reserved: int) -> int:
-        """Create ``reserved`` resources into slots reserved by ``check_and_scale``."""
-        added = 0
-        try:
-            while reserved:
-                if self._closed:
-                    break
-                resource = self._factory()
-                reserved -= 1
-                if self._file_warm(resource):
-                    added += 1
-        except Exception:
-            logger.exception("pool %r: factory failed while pre-warming", self._name)
-        finally:
-            if reserved:
-                self._drop_warm(reserved)
-        return added
-
-    def _file_warm(self, resource: T) -> bool:
-        waiter = None
-        with self._lock:
-            self._integrate()
-            self._warming -= 1
-            duplicate = self._holds(resource)
-            doomed = self._closed and not duplicate
-            if duplicate or doomed:
-                self._size -= 1
-            elif self._waiters:
-                waiter = self._waiters.popitem(last=False)[0]
-                waiter.state = _RESOURCE
-                waiter.value = resource
-                self._leased[id(resource)] = resource
-                self._scaled_up += 1
-            else:
-                self._idle.append(resource)
-                self._scaled_up += 1
-        if waiter is not None:
-            self._ring(waiter)
-            return True
-        if duplicate:
-            logger.error("pool %r: factory returned an object already in the pool", self._name)
-            return False
-        if doomed:
-            self._close_resource(resource)
-            return False
-        return True
-
-    def _drop_warm(self, count: int) -> None:
-        waiters: list[_Waiter] = []
-        with self._lock:
-            self._integrate()
-            for _ in range(count):
-                self._warming -= 1
-                self._creating += 1  # as if a caller had reserved it, then give it back
-                waiter = self._pass_slot()
-                if waiter is not None:
-                    waiters.append(waiter)
-        for waiter in waiters:
-            self._ring(waiter)
-
-    def _ensure_autoscaler(self) -> None:
-        with self._lock:
-            if not self._need_thread:
-                return
-            self._need_thread = False
-            if self._closed:
-                return
-            stop = threading.Event()
-            self._stop = stop
-        thread = threading.Thread(
-            target=_autoscale,
-            args=(weakref.ref(self), stop, self._interval),
-            name=f"switchgear-pool-{self._name}",
-            daemon=True,
-        )
-        weakref.finalize(self, stop.set)  # an abandoned pool stops its thread promptly
-        thread.start()
-        self._thread = thread
+        return scale_step(self._core)
 
     def _after_fork(self) -> None:
         # In a forked child only the forking thread exists: a lock another thread held stays
         # held forever, that thread's waiters never wake, and the autoscaler is gone.
-        self._lock = threading.Lock()
-        for waiter in [w for w in self._waiters if isinstance(w, _ThreadWaiter)]:
-            del self._waiters[waiter]
-        self._thread = None
-        self._stop = None
-        self._need_thread = not self._closed
+        core = self._core
+        core.lock = threading.Lock()
+        for waiter in [w for w in core.waiters if isinstance(w, ThreadWaiter)]:
+            del core.waiters[waiter]
+        self._autoscaler.forked()
+        core.need_thread = not core.closed
 
     # -- observers --------------------------------------------------------------------------
 
@@ -915,73 +491,49 @@ class DynamicPool(Generic[T]):
         Immediate acquisitions are only counted (``immediate``) unless the observer's
         ``every_acquire`` is true; call :meth:`observers_changed` when that flag changes.
         """
-        with self._lock:
-            if not any(o is observer for o in self._observers):
-                self._observers = (*self._observers, observer)
+        core = self._core
+        with core.lock:
+            if not any(o is observer for o in core.observers):
+                core.observers = (*core.observers, observer)
         self.observers_changed()
 
     def observers_changed(self) -> None:
-        with self._lock:
-            self._every = tuple(o for o in self._observers if o.every_acquire)
+        """Re-read each observer's ``every_acquire``."""
+        core = self._core
+        with core.lock:
+            core.every = tuple(o for o in core.observers if o.every_acquire)
 
-    def _notify(
-        self, observers: tuple[PoolObserver, ...], event: Callable[[PoolObserver], None]
-    ) -> None:
-        """Call ``event(observer)`` for each one; a failing observer is logged, not raised."""
-        for observer in observers:
-            try:
-                event(observer)
-            except Exception:
-                logger.exception("pool %r: observer %r failed", self._name, observer)
-
-    def _notify_immediate(self) -> None:
-        name = self._name
-        self._notify(self._every, lambda o: o.pool_acquired_immediately(name))
-
-    def _notify_acquired(self, wait: float, cold: bool) -> None:
-        name = self._name
-        self._notify(self._observers, lambda o: o.pool_acquired(name, wait, cold))
-
-    def _notify_scaled(self, direction: Literal["up", "down"], count: int) -> None:
-        name = self._name
-        self._notify(self._observers, lambda o: o.pool_scaled(name, direction, count))
+    @property
+    def _every(self) -> tuple[PoolObserver, ...]:
+        # The observers called for every immediate acquisition (inspected by tests).
+        return self._core.every
 
     # -- closing ----------------------------------------------------------------------------
 
-    def _close_resource(self, resource: T) -> None:
-        try:
-            if self._closer is not None:
-                self._closer(resource)
-            else:
-                close = getattr(resource, "close", None)
-                if callable(close):
-                    close()
-        except Exception:
-            logger.exception("pool %r: closing %r failed", self._name, resource)
-
     def close(self) -> None:
         """Close idle resources now and leased ones when released; wake waiters. Idempotent."""
-        with self._lock:
-            if self._closed:
+        core = self._core
+        with core.lock:
+            if core.closed:
                 return
-            self._integrate()
-            self._closed = True
-            self._need_thread = False
-            idle, self._idle = self._idle, []
-            self._size -= len(idle)
-            waiters = list(self._waiters)
-            self._waiters.clear()
+            core.integrate()
+            core.closed = True
+            core.need_thread = False
+            idle, core.idle = core.idle, []
+            core.size -= len(idle)
+            waiters = list(core.waiters)
+            core.waiters.clear()
             for waiter in waiters:
-                waiter.state = _ERROR
+                waiter.state = ERROR
                 waiter.value = PoolClosedError(self._name)
-            stop = self._stop
+            stop = self._autoscaler.stop
         if stop is not None:
             stop.set()
         _live_pools.discard(self)
         for waiter in waiters:
-            self._ring(waiter)
+            core.ring(waiter)
         for resource in idle:
-            self._close_resource(resource)
+            core.close_resource(resource)
 
     async def aclose(self) -> None:
         """:meth:`close` in a worker thread, so slow close callbacks do not stall the loop."""
@@ -990,7 +542,7 @@ class DynamicPool(Generic[T]):
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has been called."""
-        return self._closed
+        return self._core.closed
 
     def __enter__(self) -> DynamicPool[T]:
         return self
@@ -1015,11 +567,11 @@ class DynamicPool(Generic[T]):
         await self.aclose()
 
     def __repr__(self) -> str:
-        if not hasattr(self, "_lock"):  # __init__ rejected its arguments
+        if not hasattr(self, "_core"):  # __init__ rejected its arguments
             return f"<DynamicPool {getattr(self, '_name', '?')!r} (not constructed)>"
         s = self.stats()
-        state = " closed" if self._closed else ""
+        state = " closed" if self._core.closed else ""
         return (
             f"<DynamicPool {self._name!r} total={s.total} in_use={s.in_use} "
-            f"waiting={s.waiting} min={self._min} max={self._max}{state}>"
+            f"waiting={s.waiting} min={self.min_size} max={self.max_size}{state}>"
         )

@@ -7,6 +7,7 @@ A waiter's outcome (``state``/``value``) is decided under the pool lock; the bel
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
 from typing import Any
 
@@ -20,15 +21,28 @@ __all__ = [
     "TaskWaiter",
     "ThreadWaiter",
     "Waiter",
+    "WaiterState",
     "ring_future",
 ]
 
-# A waiter's outcome, decided under the pool lock.
-PENDING = 0  # still queued
-RESOURCE = 1  # handed a resource (already counted as leased)
-CREATE = 2  # handed a reserved slot: create the resource yourself (a cold start)
-ERROR = 3  # woken with an exception (pool closed, timed out)
-GONE = 4  # left the queue; nothing to give back
+
+class WaiterState(enum.Enum):
+    """A waiter's outcome, decided under the pool lock."""
+
+    PENDING = enum.auto()  # still queued
+    RESOURCE = enum.auto()  # handed a resource (already counted as leased)
+    CREATE = enum.auto()  # handed a reserved slot: create the resource yourself (a cold start)
+    ERROR = enum.auto()  # woken with an exception (pool closed, timed out)
+    GONE = enum.auto()  # left the queue; nothing to give back
+
+
+# Module-level names for the members: a global load and an ``is`` on the paths that hand
+# resources over, instead of an attribute lookup on the enum class each time.
+PENDING = WaiterState.PENDING
+RESOURCE = WaiterState.RESOURCE
+CREATE = WaiterState.CREATE
+ERROR = WaiterState.ERROR
+GONE = WaiterState.GONE
 
 
 class Waiter:

@@ -120,7 +120,7 @@ def sizes(pool: sg.DynamicPool[Any]) -> tuple[int, int, int, int]:
 def test_defaults_are_the_seeds(factory: Factory) -> None:
     with sg.DynamicPool(factory) as pool:
         assert (pool.name, pool.min_size, pool.max_size) == ("engines", 2, 16)
-        assert (pool._up, pool._down, pool._interval) == (0.8, 0.3, 10.0)
+        assert (pool._core.up, pool._core.down, pool._autoscaler.interval) == (0.8, 0.3, 10.0)
         assert pool._acquire_timeout is None
         assert pool._max_waiting is None
         assert sizes(pool) == (2, 0, 2, 0)
@@ -199,7 +199,7 @@ def test_timedelta_options_are_accepted(factory: Factory) -> None:
     with sg.DynamicPool(
         factory, scale_interval=timedelta(minutes=1), acquire_timeout=timedelta(seconds=2)
     ) as pool:
-        assert (pool._interval, pool._acquire_timeout) == (60.0, 2.0)
+        assert (pool._autoscaler.interval, pool._acquire_timeout) == (60.0, 2.0)
 
 
 def test_read_only_attributes(make_pool: Callable[..., sg.DynamicPool[Engine]]) -> None:
@@ -329,9 +329,9 @@ def test_waiting_callers_count_as_demand(
     wait_until(lambda: pool.stats().waiting == 1)
     clock.advance(10.0)
     # (2 in use + 1 waiting) over 2 resources for 10 s: utilization 1.5, not a capped 1.0.
-    with pool._lock:
-        pool._integrate()
-    assert (pool._busy_area, pool._total_area) == (30.0, 20.0)
+    with pool._core.lock:
+        pool._core.integrate()
+    assert (pool._core.busy_area, pool._core.total_area) == (30.0, 20.0)
     assert pool.check_and_scale() == 0  # at max_size: nothing to add
     pool.release(held[0])
     waiter.join(5)
@@ -403,7 +403,7 @@ def test_prewarm_failure_is_logged_and_accounted(
         assert pool.check_and_scale() == 0
     assert "pre-warming" in caplog.text
     assert sizes(pool) == (2, 2, 0, 0)
-    assert (pool._size, pool._warming) == (2, 0)
+    assert (pool._core.size, pool._core.warming) == (2, 0)
     factory.fail_with = None
     assert pool.acquire() is factory.made[-1]  # creation is retried on demand
     for engine in held:
@@ -547,7 +547,7 @@ def test_factory_error_reaches_the_caller_and_is_retried(
     assert info.value is boom
     assert info.value.__traceback__ is not None
     assert sizes(pool) == (1, 1, 0, 0)
-    assert pool._size == 1
+    assert pool._core.size == 1
     factory.fail_with = None
     fresh, cold, _ = pool.acquire_timed()
     assert cold
@@ -884,7 +884,7 @@ def test_slot_handed_to_a_cancelled_waiter_is_given_back() -> None:
         with pytest.raises(asyncio.CancelledError):
             await doomed
         assert sizes(pool) == (0, 0, 0, 0)
-        assert (pool._size, pool._creating) == (0, 0)
+        assert (pool._core.size, pool._core.creating) == (0, 0)
         assert len(calls) == 1  # the cancelled task created nothing
         engine = await pool.acquire_async()
         pool.release(engine)
@@ -911,9 +911,9 @@ def test_close_closes_idle_now_and_leased_on_release(factory: Factory) -> None:
     pool.close()  # idempotent
     assert factory.closes() == [1, 1, 1]
     assert sizes(pool) == (0, 0, 0, 0)
-    assert pool._thread is not None
-    pool._thread.join(2)
-    assert not pool._thread.is_alive()
+    assert pool._autoscaler.thread is not None
+    pool._autoscaler.thread.join(2)
+    assert not pool._autoscaler.thread.is_alive()
 
 
 def test_close_wakes_thread_and_task_waiters(factory: Factory) -> None:

@@ -74,8 +74,8 @@ def assert_settled(pool: sg.DynamicPool[Any]) -> None:
     s = pool.stats()
     assert (s.in_use, s.waiting) == (0, 0)
     assert s.total == s.available
-    assert pool._size == s.total
-    assert pool._creating == 0
+    assert pool._core.size == s.total
+    assert pool._core.creating == 0
 
 
 def assert_closed_exactly_once(factory: Factory) -> None:
@@ -335,7 +335,7 @@ def test_a_waiter_on_a_closed_loop_gives_its_resource_back() -> None:
 
 def test_an_abandoned_pool_is_collected_and_its_thread_stops() -> None:
     pool = sg.DynamicPool(None, min_size=1, max_size=2, scale_interval=0.01)
-    thread = pool._thread
+    thread = pool._autoscaler.thread
     assert thread is not None
     assert thread.is_alive()
     ref = weakref.ref(pool)
@@ -348,7 +348,7 @@ def test_an_abandoned_pool_is_collected_and_its_thread_stops() -> None:
 
 def test_close_stops_the_autoscaler_promptly() -> None:
     pool = sg.DynamicPool(None, min_size=1, max_size=2, scale_interval=600)
-    thread = pool._thread
+    thread = pool._autoscaler.thread
     assert thread is not None
     started = time.monotonic()
     pool.close()
@@ -369,14 +369,14 @@ def test_forked_child_gets_a_working_pool_and_a_new_autoscaler() -> None:
         scale_down_threshold=0.2,
         scale_interval=0.02,
     )
-    parent_thread = pool._thread
+    parent_thread = pool._autoscaler.thread
     # Another thread holds the pool's lock at the moment of the fork: the child must not
     # inherit it held, or its first acquire would hang forever.
     locked = threading.Event()
     unlock = threading.Event()
 
     def hold_lock() -> None:
-        with pool._lock:
+        with pool._core.lock:
             locked.set()
             unlock.wait(10)
 
@@ -388,11 +388,11 @@ def test_forked_child_gets_a_working_pool_and_a_new_autoscaler() -> None:
         status = 10
         try:
             status = 11
-            if pool._thread is not None:
+            if pool._autoscaler.thread is not None:
                 raise SystemExit
             status = 12
             engines = [pool.acquire(timeout=5), pool.acquire(timeout=5)]
-            thread = pool._thread
+            thread = pool._autoscaler.thread
             if thread is None or thread is parent_thread or not thread.is_alive():
                 raise SystemExit
             status = 13
@@ -424,7 +424,7 @@ def test_forked_child_gets_a_working_pool_and_a_new_autoscaler() -> None:
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
     # The parent's pool is untouched by the child.
-    assert pool._thread is parent_thread
+    assert pool._autoscaler.thread is parent_thread
     assert parent_thread is not None
     assert parent_thread.is_alive()
     with pool.lease(timeout=5):

@@ -145,8 +145,8 @@ class PoolMachine(RuleBasedStateMachine):
             len(self.idle),
             pool.min_size,
             pool.max_size,
-            pool._up,
-            pool._down,
+            pool._core.up,
+            pool._core.down,
         )
         before = len(self.made)
         delta = pool.check_and_scale()
