@@ -503,11 +503,6 @@ class DynamicPool(Generic[T]):
         with core.lock:
             core.every = tuple(o for o in core.observers if o.every_acquire)
 
-    @property
-    def _every(self) -> tuple[PoolObserver, ...]:
-        # The observers called for every immediate acquisition (inspected by tests).
-        return self._core.every
-
     # -- closing ----------------------------------------------------------------------------
 
     def close(self) -> None:

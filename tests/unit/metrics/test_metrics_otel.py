@@ -208,12 +208,12 @@ def test_a_real_pool_reports_every_acquisition_to_the_wait_histogram() -> None:
     pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name=name, min_size=1, max_size=2)
     plain = sg.Metrics(unique(), registry=CollectorRegistry())
     plain.attach(pool)  # Prometheus only: the pool calls nobody on its hot path
-    assert pool._every == ()
+    assert pool._core.every == ()
     pool.release(pool.acquire())
     provider, reader = sdk()
     m = sg.Metrics(unique(), registry=CollectorRegistry(), meter_provider=provider)
     m.attach(pool)
-    assert pool._every != ()
+    assert pool._core.every != ()
     for _ in range(3):
         pool.release(pool.acquire())
     wait = points(collect(reader)["switchgear.pool.wait"])[attrs(pool=name)]
