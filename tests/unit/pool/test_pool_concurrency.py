@@ -205,10 +205,11 @@ def test_tasks_never_share_a_resource_and_the_loop_keeps_ticking() -> None:
     worst_gap = asyncio.run(main())
     assert holders.violations == []
     assert holders.peak == 4
-    # A loop blocked by the pool would stall for good here (every holder is a task on it);
-    # what remains is the scheduler: on a 2-core machine under two CPU hogs, with the
-    # suite's other threads alive, the loop was seen to wait 0.18 s for its turn.
-    assert worst_gap < 0.5
+    # A loop blocked by the pool would stall for good here (every holder is a task on it,
+    # and the pool starts full, so nothing is created on the loop); what remains is the
+    # scheduler: on a 2-core machine under two CPU hogs and other test runs, the loop was
+    # seen to wait more than 0.5 s for its turn.
+    assert worst_gap < 2.0
     assert_closed_exactly_once(factory)
 
 
