@@ -153,6 +153,7 @@ def _default_name(fn: Callable[..., Any]) -> str:
 def _plan(
     fn: Callable[..., Any],
     name: str | None,
+    *,
     breaker: CircuitBreaker | None,
     pool: DynamicPool[Any] | None,
     metrics: Metrics | None,
@@ -282,7 +283,7 @@ def protected(
         name = target
 
         def decorate(fn: F) -> F:
-            return _wrap(fn, name, **options)  # type: ignore[arg-type,no-any-return]
+            return _wrap(fn, name, **options)  # type: ignore[no-any-return]
 
         # Validate what can be validated before the function is seen.
         if name is not None:
@@ -294,35 +295,16 @@ def protected(
             v.callable_("fallback", fallback)
         _check_resource_arg(resource_arg, pool)
         return decorate
-    return _wrap(target, None, **options)  # type: ignore[arg-type]
+    return _wrap(target, None, **options)
 
 
-def _wrap(
-    fn: Any,
-    name: str | None,
-    *,
-    breaker: CircuitBreaker | None,
-    pool: DynamicPool[Any] | None,
-    metrics: Metrics | None,
-    fallback: Callable[..., Any] | None,
-    timeout: float | None,
-    resource_arg: str | None,
-) -> Any:
+def _wrap(fn: Any, name: str | None, **options: Any) -> Any:
+    """``fn`` wrapped for its kind; ``options`` are :func:`protected`'s keywords."""
     if isinstance(fn, (classmethod, staticmethod)):
-        inner = _wrap(
-            fn.__func__,
-            name,
-            breaker=breaker,
-            pool=pool,
-            metrics=metrics,
-            fallback=fallback,
-            timeout=timeout,
-            resource_arg=resource_arg,
-        )
-        return type(fn)(inner)
+        return type(fn)(_wrap(fn.__func__, name, **options))
     if not callable(fn):
         raise TypeError(f"@protected needs a callable, not {type(fn).__name__}")
-    plan = _plan(fn, name, breaker, pool, metrics, fallback, timeout, resource_arg)
+    plan = _plan(fn, name, **options)
     if inspect.isasyncgenfunction(fn):
         wrapper = _async_gen_wrapper(fn, plan)
     elif inspect.isgeneratorfunction(fn):
