@@ -132,7 +132,7 @@ def status_document(
     pools: Mapping[str, object],
     memory: tuple[int, int],
 ) -> dict[str, Any]:
-    """The status endpoint's JSON in the seed's shape.
+    """The status endpoint's JSON document (its shape is public: see docs/middleware.md).
 
     ``names`` maps a route key to ``(Stats, WindowStats, breaker or its state)``; ``pools`` maps a
     pool name to its ``PoolStats``; ``memory`` is ``(used, limit)`` in bytes (limit 0 = none).

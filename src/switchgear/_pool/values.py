@@ -9,7 +9,7 @@ __all__ = ["PoolStats", "Slot"]
 
 @dataclass(frozen=True, slots=True)
 class PoolStats:
-    """A snapshot of a :class:`DynamicPool` (the seed's ``DynamicPoolStats``).
+    """A snapshot of a :class:`DynamicPool`.
 
     ``total == in_use + available``; ``in_use`` includes resources being created for a caller.
     ``total_requests`` counts finished ``acquire`` calls, including the ones that failed;
