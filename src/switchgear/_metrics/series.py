@@ -35,6 +35,7 @@ __all__ = [
     "TICK_SECONDS",
     "Series",
     "SeriesSnapshot",
+    "WindowFigures",
     "WindowSums",
 ]
 
@@ -109,6 +110,18 @@ class WindowSums(NamedTuple):
     @property
     def latency_avg(self) -> float:
         return self.latency_sum / self.requests if self.requests else 0.0
+
+    def figures(self) -> WindowFigures:
+        """Every derived figure at once, for the exporters' window gauges."""
+        return WindowFigures(self.qps, self.error_ratio, self.latency_avg)
+
+
+class WindowFigures(NamedTuple):
+    """The figures of :class:`WindowSums`, one per window gauge of the family table."""
+
+    qps: float
+    error_ratio: float
+    latency_avg: float
 
 
 class SeriesSnapshot(NamedTuple):

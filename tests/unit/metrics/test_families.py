@@ -11,8 +11,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
 import switchgear as sg
-from switchgear._metrics.families import FAMILIES, POOL_GAUGES
+from switchgear._metrics.families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
 from switchgear._metrics.pool_series import PoolGauges
+from switchgear._metrics.series import WindowFigures, WindowSums
 from tests.unit.metrics.fakes import FakeBreaker, FakePool
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -91,6 +92,18 @@ def test_the_metrics_reference_documents_each_family_with_its_type_and_labels() 
 
 def test_pool_gauges_are_in_the_order_pools_report_them() -> None:
     assert PoolGauges._fields == POOL_GAUGES
+    assert OVERRIDE_GAUGES == ("size", "in_use", "available")
+
+
+def test_window_gauges_are_in_the_order_window_sums_derive_them() -> None:
+    assert WindowFigures._fields == WINDOW_FIGURES
+    figures = WindowSums(requests=30, errors=3, latency_sum=1.5, covered=10.0).figures()
+    assert figures == WindowFigures(qps=3.0, error_ratio=0.1, latency_avg=0.05)
+    assert WindowSums(0, 0, 0.0, 10.0).figures() == WindowFigures(0.0, 0.0, 0.0)
+
+
+def test_every_window_figure_is_a_family_of_the_table() -> None:
+    assert {key for key in FAMILIES if key in WINDOW_FIGURES} == set(WINDOW_FIGURES)
 
 
 def test_every_gauge_says_how_workers_merge_and_nothing_else_does() -> None:
