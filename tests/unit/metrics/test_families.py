@@ -109,3 +109,47 @@ def test_every_window_figure_is_a_family_of_the_table() -> None:
 def test_every_gauge_says_how_workers_merge_and_nothing_else_does() -> None:
     for family in FAMILIES.values():
         assert (family.merge != "") == (family.kind == "gauge"), family.key
+
+
+def _rows(text: str, first_cell: str) -> list[list[str]]:
+    """The cells of the markdown table rows whose first cell starts with ``first_cell``."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.strip().startswith(f"| {first_cell}")
+    ]
+
+
+def test_the_opentelemetry_table_lists_each_instrument_with_its_kind_unit_and_name() -> None:
+    kinds = {"counter": "observable counter", "gauge": "observable gauge"}
+    table = [
+        row
+        for row in _rows((ROOT / "docs/metrics.md").read_text(), "`switchgear.")
+        if len(row) == 4
+    ]
+    rows = {}
+    for name, kind, unit, prometheus in table:
+        units = re.findall(r"`([^`]+)`", unit)
+        rows[name.strip("`")] = (
+            kind.split(",")[0],
+            "" if unit.startswith("none") else units[0],
+            prometheus.strip("`"),
+        )
+    expected = {
+        f.otel_name: (
+            kinds.get(f.kind, f.kind),
+            f.otel_unit,
+            f.name if f.kind == "histogram" else f.sample_name,
+        )
+        for f in FAMILIES.values()
+        if f.otel_name
+    }
+    assert rows == expected
+
+
+def test_the_multiprocess_table_lists_each_gauge_with_its_merge_mode() -> None:
+    rows = {
+        name.strip("`"): mode.strip("`")
+        for name, mode, _ in _rows((ROOT / "docs/metrics.md").read_text(), "`switchgear_")
+    }
+    assert rows == {f.name: f.merge for f in FAMILIES.values() if f.kind == "gauge"}
