@@ -7,13 +7,14 @@ import re
 from pathlib import Path
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from prometheus_client import CollectorRegistry
 
 import switchgear as sg
 from switchgear._metrics.families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
 from switchgear._metrics.pool_series import PoolGauges
 from switchgear._metrics.series import WindowFigures, WindowSums
+from switchgear.testing import FakeClock
 from tests.unit.metrics.fakes import FakeBreaker, FakePool
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -153,3 +154,37 @@ def test_the_multiprocess_table_lists_each_gauge_with_its_merge_mode() -> None:
         for name, mode, _ in _rows((ROOT / "docs/metrics.md").read_text(), "`switchgear_")
     }
     assert rows == {f.name: f.merge for f in FAMILIES.values() if f.kind == "gauge"}
+
+
+def test_prometheus_and_opentelemetry_report_the_same_window_figures() -> None:
+    clock = FakeClock()
+    reader = InMemoryMetricReader()
+    registry = CollectorRegistry()
+    m = sg.Metrics(
+        f"families-{next(_names)}",
+        registry=registry,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        clock=clock,
+    )
+    for i in range(8):
+        m.record_request(0.01 * (i + 1), i % 4 != 0)
+        clock.advance(0.5)
+    data = reader.get_metrics_data()
+    assert data is not None
+    otel_values = {
+        metric.name: point.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for point in metric.data.data_points
+        if isinstance(point, NumberDataPoint) and point.attributes == {"name": m.name}
+    }
+    for key in WINDOW_FIGURES:
+        family = FAMILIES[key]
+        value = registry.get_sample_value(family.name, {"name": m.name})
+        assert value is not None, family.name
+        assert value == otel_values[family.otel_name], family.name
+    stats = m.window_stats()
+    assert (stats.qps, stats.error_rate, stats.avg_latency) == tuple(
+        otel_values[FAMILIES[key].otel_name] for key in WINDOW_FIGURES
+    )
