@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .. import _validate as v
 from .exposition import render_latest
 from .prometheus import Collector, multiprocess_mode
-from .series import LATENCY_BUCKETS, REJECTION_REASONS, Series
+from .series import LATENCY_BUCKETS, REJECTION_REASONS, Series, per_call
 from .store import Store
 
 __all__ = [
@@ -372,7 +372,7 @@ class Metrics:
             success_count=requests - errors,
             error_count=errors,
             cold_start_count=cold,
-            avg_latency=latency_sum / requests if requests else 0.0,
+            avg_latency=per_call(latency_sum, requests),
             pool_size=size,
             pool_in_use=in_use,
             pool_available=available,

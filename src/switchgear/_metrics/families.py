@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["FAMILIES", "POOL_GAUGES", "Family"]
+__all__ = ["FAMILIES", "OVERRIDE_GAUGES", "POOL_GAUGES", "WINDOW_FIGURES", "Family"]
 
 Kind = Literal["counter", "gauge", "histogram"]
 # How prometheus_client merges a gauge across the files of live workers.
@@ -40,6 +40,10 @@ class Family:
 
 # The pool's gauges, in the order PoolSeries.gauges() returns them.
 POOL_GAUGES = ("size", "in_use", "available", "waiting", "min_size", "max_size")
+# The pool gauges Metrics.update_pool_stats() sets, in the order Series.pool_override holds them.
+OVERRIDE_GAUGES = POOL_GAUGES[:3]
+# The sliding-window gauges, in the order WindowSums.figures() returns them.
+WINDOW_FIGURES = ("qps", "error_ratio", "latency_avg")
 
 _POOL_GAUGE_HELP = {
     "size": "Resources in the pool (idle and in use).",

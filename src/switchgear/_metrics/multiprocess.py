@@ -6,17 +6,10 @@ file-backed ``Counter``/``Histogram`` objects (summed over workers at scrape tim
 scrape-time gauges become file-backed ``Gauge``s refreshed on events and at most once per
 second (on calls, and by a daemon thread so an idle worker's gauges do not freeze).
 
-Gauge aggregation across workers (``multiprocess_mode``):
-
-* ``circuit_state``: ``livemax``, so a state reads 1 if any live worker is in it;
-* pool sizes and configured min/max: ``livesum``, each worker has its own pool, so the sum
-  is the capacity of the whole server;
-* ``memory_used_bytes``: ``livesum`` (all workers share the container's limit);
-  ``memory_limit_bytes``: ``livemax``;
-* ``window_requests_per_second``: ``livesum``; ``window_error_ratio`` and
-  ``window_latency_avg_seconds``: ``livemax`` (the worst worker).
-
-"live" modes drop a worker's values once the server calls
+Each gauge merges across workers as the ``merge`` of its entry in the family table says
+(``multiprocess_mode``: ``livesum`` for what adds up over workers, such as pool sizes and
+calls per second; ``livemax`` for the rest, such as a circuit state or the worst worker's
+error ratio). "live" modes drop a worker's values once the server calls
 ``prometheus_client.multiprocess.mark_process_dead(pid)`` for it (gunicorn ``child_exit``).
 """
 
@@ -32,7 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from .._breaker.breaker import storage_degraded
 from .errors import contained, report
-from .families import FAMILIES, POOL_GAUGES
+from .families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
 from .series import (
     AUTOMATIC_TRANSITIONS,
@@ -82,9 +75,7 @@ class MultiprocessMirror:
         # Created on the first known limit: a label-less gauge exists (as 0) from its
         # creation, and "no limit" must be absent, not 0.
         self.memory_limit: Gauge | None = None
-        self.qps = _gauge("qps")
-        self.error_ratio = _gauge("error_ratio")
-        self.latency_avg = _gauge("latency_avg")
+        self.window = [_gauge(key) for key in WINDOW_FIGURES]
         # Time-in-state is a counter here: remember what was already added per breaker.
         self._time_seen: dict[tuple[str, str], tuple[int, float]] = {}
 
@@ -154,9 +145,7 @@ class MultiprocessMirror:
                 for series in store.all_series():
                     override = series.pool_override
                     if override is not None and series.name not in reported:
-                        for key, value in zip(
-                            ("size", "in_use", "available"), override, strict=True
-                        ):
+                        for key, value in zip(OVERRIDE_GAUGES, override, strict=True):
                             self.pool[key].labels(series.name).set(value)
                 used, limit = store.memory()
                 self.memory_used.set(used)
@@ -169,10 +158,8 @@ class MultiprocessMirror:
 
     def _series_gauges(self, series: Series) -> None:
         name = series.name
-        w = series.window_sums()
-        self.qps.labels(name).set(w.qps)
-        self.error_ratio.labels(name).set(w.error_ratio)
-        self.latency_avg.labels(name).set(w.latency_avg)
+        for gauge, value in zip(self.window, series.window_sums().figures(), strict=True):
+            gauge.labels(name).set(value)
         breaker = series.breaker()
         view = series.breaker_view()
         if breaker is None or view is None:

@@ -32,9 +32,9 @@ from opentelemetry.metrics import (
 )
 
 from .errors import contained
-from .families import FAMILIES, POOL_GAUGES, Family
+from .families import FAMILIES, POOL_GAUGES, WINDOW_FIGURES, Family
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
-from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series, WindowSums
+from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series
 from .store import Store
 
 __all__ = ["Bridge", "bridge_for"]
@@ -92,9 +92,7 @@ class Bridge:
             "state": self._state,
             "memory_used": self._memory_used,
             "memory_limit": self._memory_limit,
-            "qps": self._window(lambda w: w.qps),
-            "error_ratio": self._window(lambda w: w.error_ratio),
-            "latency_avg": self._window(lambda w: w.latency_avg),
+            **{key: self._window_gauge(i) for i, key in enumerate(WINDOW_FIGURES)},
             **{key: self._pool_gauge(i) for i, key in enumerate(POOL_GAUGES)},
         }
         for key, callback in callbacks.items():
@@ -258,10 +256,10 @@ class Bridge:
         if memory is not None and memory[1] > 0:
             yield Observation(memory[1])
 
-    def _window(self, figure: Callable[[WindowSums], float]) -> Callback:
+    def _window_gauge(self, index: int) -> Callback:
         def callback(options: CallbackOptions) -> Iterator[Observation]:
             for s in self._all_series():
-                yield Observation(figure(s.window_sums()), {"name": s.name})
+                yield Observation(s.window_sums().figures()[index], {"name": s.name})
 
         return callback
 

@@ -24,7 +24,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from .._breaker.breaker import storage_degraded
-from .families import FAMILIES, POOL_GAUGES
+from .families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
 from .pool_series import SCALE_DIRECTIONS
 from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS
 from .store import Store
@@ -56,9 +56,17 @@ def multiprocess_mode() -> bool:
 
 __all__ = ["Collector", "bucket_labels", "multiprocess_mode"]
 
-_DURATION_BUCKET = "switchgear_request_duration_seconds_bucket"
-_DURATION_COUNT = "switchgear_request_duration_seconds_count"
-_DURATION_SUM = "switchgear_request_duration_seconds_sum"
+# Sample names of the families the hot loop of Collector._series appends to directly.
+_REQUESTS = FAMILIES["requests"].sample_name
+_REJECTED = FAMILIES["rejected"].sample_name
+_COLD_STARTS = FAMILIES["cold_starts"].sample_name
+_DURATION_BUCKET = f"{FAMILIES['duration'].name}_bucket"
+_DURATION_COUNT = f"{FAMILIES['duration'].name}_count"
+_DURATION_SUM = f"{FAMILIES['duration'].name}_sum"
+_STATE = FAMILIES["state"].sample_name
+_DEGRADED = FAMILIES["degraded"].sample_name
+_CIRCUIT_TIME = FAMILIES["circuit_time"].sample_name
+_WINDOW = tuple((key, FAMILIES[key].sample_name) for key in WINDOW_FIGURES)
 
 _le_cache: dict[tuple[float, ...], tuple[str, ...]] = {}
 
@@ -137,11 +145,7 @@ class Collector:
         state_samples = fam.gauges["state"].samples
         degraded_samples = fam.gauges["degraded"].samples
         time_samples = fam.counters["circuit_time"].samples
-        qps, error_ratio, latency_avg = (
-            fam.gauges["qps"].samples,
-            fam.gauges["error_ratio"].samples,
-            fam.gauges["latency_avg"].samples,
-        )
+        window = [(fam.gauges[key].samples, sample) for key, sample in _WINDOW]
         for series in self._store.all_series():
             # The breaker first: reading it applies due transitions (OPEN -> HALF_OPEN after
             # open_timeout), whose listener counts them before the snapshot is taken.
@@ -149,25 +153,13 @@ class Collector:
             snap = series.snapshot()
             name = series.name
             n = {"name": name}
-            requests.append(
-                Sample(
-                    "switchgear_requests_total",
-                    {"name": name, "outcome": "success"},
-                    snap.requests - snap.errors,
-                )
-            )
-            requests.append(
-                Sample("switchgear_requests_total", {"name": name, "outcome": "error"}, snap.errors)
-            )
+            success = snap.requests - snap.errors
+            requests.append(Sample(_REQUESTS, {"name": name, "outcome": "success"}, success))
+            requests.append(Sample(_REQUESTS, {"name": name, "outcome": "error"}, snap.errors))
             for reason in REJECTION_REASONS:
-                rejected.append(
-                    Sample(
-                        "switchgear_rejected_total",
-                        {"name": name, "reason": reason},
-                        snap.rejected[reason],
-                    )
-                )
-            cold_starts.append(Sample("switchgear_cold_starts_total", n, snap.cold_starts))
+                labels = {"name": name, "reason": reason}
+                rejected.append(Sample(_REJECTED, labels, snap.rejected[reason]))
+            cold_starts.append(Sample(_COLD_STARTS, n, snap.cold_starts))
             cumulative = 0
             for le, count in zip(bucket_labels(series.bounds), snap.counts, strict=True):
                 cumulative += count
@@ -181,22 +173,17 @@ class Collector:
             degraded = storage_degraded(series.breaker()) if view is not None else None
             if degraded is not None:
                 flag = 1.0 if degraded else 0.0
-                degraded_samples.append(Sample("switchgear_circuit_storage_degraded", n, flag))
+                degraded_samples.append(Sample(_DEGRADED, n, flag))
             if view is not None:
                 state, durations = view
                 states = BREAKER_STATES if state in BREAKER_STATES else (*BREAKER_STATES, state)
                 for s in states:
                     labels = {"name": name, "state": s}
                     value = 1.0 if s == state else 0.0
-                    state_samples.append(Sample("switchgear_circuit_state", labels, value))
-                    seconds = durations.get(s, 0.0)
-                    time_samples.append(
-                        Sample("switchgear_circuit_time_seconds_total", labels, seconds)
-                    )
-            w = snap.window
-            qps.append(Sample("switchgear_window_requests_per_second", n, w.qps))
-            error_ratio.append(Sample("switchgear_window_error_ratio", n, w.error_ratio))
-            latency_avg.append(Sample("switchgear_window_latency_avg_seconds", n, w.latency_avg))
+                    state_samples.append(Sample(_STATE, labels, value))
+                    time_samples.append(Sample(_CIRCUIT_TIME, labels, durations.get(s, 0.0)))
+            for (samples, sample), value in zip(window, snap.window.figures(), strict=True):
+                samples.append(Sample(sample, n, value))
 
     def _pools(self, fam: _Families) -> None:
         les = bucket_labels(LATENCY_BUCKETS)
@@ -217,5 +204,5 @@ class Collector:
         for series in self._store.all_series():
             override = series.pool_override
             if override is not None and series.name not in reported:
-                for key, value in zip(("size", "in_use", "available"), override, strict=True):
+                for key, value in zip(OVERRIDE_GAUGES, override, strict=True):
                     fam.gauges[key].add_metric([series.name], value)

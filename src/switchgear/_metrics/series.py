@@ -35,7 +35,9 @@ __all__ = [
     "TICK_SECONDS",
     "Series",
     "SeriesSnapshot",
+    "WindowFigures",
     "WindowSums",
+    "per_call",
 ]
 
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -90,6 +92,11 @@ class Owner(Protocol):
         """Run the store's housekeeping if it is due."""
 
 
+def per_call(total: float, calls: int) -> float:
+    """``total`` divided among ``calls``; 0 without calls (a mean or ratio of nothing)."""
+    return total / calls if calls else 0.0
+
+
 class WindowSums(NamedTuple):
     """Sums over the sliding window, and the figures every exporter derives from them."""
 
@@ -104,11 +111,23 @@ class WindowSums(NamedTuple):
 
     @property
     def error_ratio(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
+        return per_call(self.errors, self.requests)
 
     @property
     def latency_avg(self) -> float:
-        return self.latency_sum / self.requests if self.requests else 0.0
+        return per_call(self.latency_sum, self.requests)
+
+    def figures(self) -> WindowFigures:
+        """Every derived figure at once, for the exporters' window gauges."""
+        return WindowFigures(self.qps, self.error_ratio, self.latency_avg)
+
+
+class WindowFigures(NamedTuple):
+    """The figures of :class:`WindowSums`, one per window gauge of the family table."""
+
+    qps: float
+    error_ratio: float
+    latency_avg: float
 
 
 class SeriesSnapshot(NamedTuple):

@@ -7,12 +7,14 @@ import re
 from pathlib import Path
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from prometheus_client import CollectorRegistry
 
 import switchgear as sg
-from switchgear._metrics.families import FAMILIES, POOL_GAUGES
+from switchgear._metrics.families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
 from switchgear._metrics.pool_series import PoolGauges
+from switchgear._metrics.series import WindowFigures, WindowSums
+from switchgear.testing import FakeClock
 from tests.unit.metrics.fakes import FakeBreaker, FakePool
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -91,8 +93,98 @@ def test_the_metrics_reference_documents_each_family_with_its_type_and_labels() 
 
 def test_pool_gauges_are_in_the_order_pools_report_them() -> None:
     assert PoolGauges._fields == POOL_GAUGES
+    assert OVERRIDE_GAUGES == ("size", "in_use", "available")
+
+
+def test_window_gauges_are_in_the_order_window_sums_derive_them() -> None:
+    assert WindowFigures._fields == WINDOW_FIGURES
+    figures = WindowSums(requests=30, errors=3, latency_sum=1.5, covered=10.0).figures()
+    assert figures == WindowFigures(qps=3.0, error_ratio=0.1, latency_avg=0.05)
+    assert WindowSums(0, 0, 0.0, 10.0).figures() == WindowFigures(0.0, 0.0, 0.0)
+
+
+def test_every_window_figure_is_a_family_of_the_table() -> None:
+    assert {key for key in FAMILIES if key in WINDOW_FIGURES} == set(WINDOW_FIGURES)
 
 
 def test_every_gauge_says_how_workers_merge_and_nothing_else_does() -> None:
     for family in FAMILIES.values():
         assert (family.merge != "") == (family.kind == "gauge"), family.key
+
+
+def _rows(text: str, first_cell: str) -> list[list[str]]:
+    """The cells of the markdown table rows whose first cell starts with ``first_cell``."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.strip().startswith(f"| {first_cell}")
+    ]
+
+
+def test_the_opentelemetry_table_lists_each_instrument_with_its_kind_unit_and_name() -> None:
+    kinds = {"counter": "observable counter", "gauge": "observable gauge"}
+    table = [
+        row
+        for row in _rows((ROOT / "docs/metrics.md").read_text(), "`switchgear.")
+        if len(row) == 4
+    ]
+    rows = {}
+    for name, kind, unit, prometheus in table:
+        units = re.findall(r"`([^`]+)`", unit)
+        rows[name.strip("`")] = (
+            kind.split(",")[0],
+            "" if unit.startswith("none") else units[0],
+            prometheus.strip("`"),
+        )
+    expected = {
+        f.otel_name: (
+            kinds.get(f.kind, f.kind),
+            f.otel_unit,
+            f.name if f.kind == "histogram" else f.sample_name,
+        )
+        for f in FAMILIES.values()
+        if f.otel_name
+    }
+    assert rows == expected
+
+
+def test_the_multiprocess_table_lists_each_gauge_with_its_merge_mode() -> None:
+    rows = {
+        name.strip("`"): mode.strip("`")
+        for name, mode, _ in _rows((ROOT / "docs/metrics.md").read_text(), "`switchgear_")
+    }
+    assert rows == {f.name: f.merge for f in FAMILIES.values() if f.kind == "gauge"}
+
+
+def test_prometheus_and_opentelemetry_report_the_same_window_figures() -> None:
+    clock = FakeClock()
+    reader = InMemoryMetricReader()
+    registry = CollectorRegistry()
+    m = sg.Metrics(
+        f"families-{next(_names)}",
+        registry=registry,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        clock=clock,
+    )
+    for i in range(8):
+        m.record_request(0.01 * (i + 1), i % 4 != 0)
+        clock.advance(0.5)
+    data = reader.get_metrics_data()
+    assert data is not None
+    otel_values = {
+        metric.name: point.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for point in metric.data.data_points
+        if isinstance(point, NumberDataPoint) and point.attributes == {"name": m.name}
+    }
+    for key in WINDOW_FIGURES:
+        family = FAMILIES[key]
+        value = registry.get_sample_value(family.name, {"name": m.name})
+        assert value is not None, family.name
+        assert value == otel_values[family.otel_name], family.name
+    stats = m.window_stats()
+    assert (stats.qps, stats.error_rate, stats.avg_latency) == tuple(
+        otel_values[FAMILIES[key].otel_name] for key in WINDOW_FIGURES
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
 
 import switchgear as sg
+from switchgear._metrics.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -37,6 +40,7 @@ WORKER = textwrap.dedent(
         m.record_request(d, i % 2 == 0, cold_start=i == 0)
     m.record_rejection("pool_full")
     breaker.move(sg.BreakerState.OPEN)
+    breaker.durations[sg.BreakerState.CLOSED] = 1.5  # time in a state is written once it grows
     pool.acquired(0.002)
     pool.scaled("up", 1)
     real = sg.DynamicPool(None, name="slots", min_size=1, max_size=1)
@@ -138,6 +142,29 @@ def test_counts_and_histograms_are_summed_over_workers(two_workers: tuple[Path, 
     assert s[key("switchgear_pool_wait_seconds_count", pool="engines")] == 2
     assert s[key("switchgear_pool_wait_seconds_count", pool="slots")] == 2 * 3
     assert s[key("switchgear_pool_scale_events_total", pool="engines", direction="up")] == 2
+
+
+def test_the_files_hold_every_family_of_the_table_with_its_type_and_merge(
+    two_workers: tuple[Path, int, int],
+) -> None:
+    directory, _, _ = two_workers
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    exported = {family.name: family.type for family in registry.collect()}
+    # Only shared breakers have the first; the second is absent while no limit is known.
+    optional = {FAMILIES["degraded"].name, FAMILIES["memory_limit"].name}
+    table = {family.name: family.kind for family in FAMILIES.values()}
+    assert set(table) - optional <= set(exported) <= set(table)
+    assert exported == {name: table[name] for name in exported}
+
+    merges: dict[str, set[str]] = {}
+    for path in directory.glob("gauge_*.db"):
+        merge = path.name.split("_")[1]
+        for key, *_ in MmapedDict.read_all_values_from_file(str(path)):  # type: ignore[no-untyped-call]
+            merges.setdefault(json.loads(key)[0], set()).add(merge)
+    gauges = {f.name: {f.merge} for f in FAMILIES.values() if f.kind == "gauge"}
+    assert set(gauges) - optional <= set(merges)
+    assert merges == {name: gauges[name] for name in merges}
 
 
 def test_live_gauges_aggregate_and_drop_dead_workers(two_workers: tuple[Path, int, int]) -> None:
