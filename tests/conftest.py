@@ -17,7 +17,6 @@ from switchgear.testing import FakeClock
 
 __all__ = [
     "ROOT",
-    "FakeClock",
     "clock",
     "free_port",
     "isolated_env",

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 
 from switchgear import BreakerState
 from switchgear.asgi import ASGIMiddleware
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

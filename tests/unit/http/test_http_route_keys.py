@@ -25,7 +25,7 @@ from starlette.responses import PlainTextResponse
 
 from switchgear import BreakerState
 from switchgear.asgi import ASGIMiddleware
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.anyio]
 

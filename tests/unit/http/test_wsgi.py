@@ -13,8 +13,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
 from switchgear import BreakerState
+from switchgear.testing import FakeClock
 from switchgear.wsgi import WSGIMiddleware
-from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,7 +20,7 @@ from switchgear._pool.policy import decide as _decide
 from switchgear._pool.pool import Slot
 from switchgear._pool.waiters import ThreadWaiter as _ThreadWaiter
 from switchgear._pool.waiters import Waiter as _Waiter
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 # Long enough that the real-time autoscaler thread never steps a fake-clock test.
 NEVER = 3600.0

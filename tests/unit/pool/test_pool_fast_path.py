@@ -10,7 +10,7 @@ import pytest
 
 import switchgear as sg
 from switchgear._pool.pool import MISSING
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 # Long enough that the real-time autoscaler thread never steps a fake-clock test.
 NEVER = 3600.0

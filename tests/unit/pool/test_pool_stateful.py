@@ -16,7 +16,7 @@ from hypothesis.stateful import (
 
 import switchgear as sg
 from switchgear._pool.policy import decide as _decide
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 
 class Engine:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import switchgear as sg
-from tests.conftest import FakeClock
+from switchgear.testing import FakeClock
 
 _names = itertools.count()
 
