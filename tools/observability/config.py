@@ -9,22 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: ``switchgear.LATENCY_BUCKETS`` (DESIGN §2.3), repeated here so the generator does not
-#: import the library it documents. A test checks the two agree.
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+from switchgear import LATENCY_BUCKETS as _LIBRARY_BUCKETS
+
+#: The library's histogram bucket bounds: the ``le`` values rules and panels may use.
+LATENCY_BUCKETS: tuple[float, ...] = _LIBRARY_BUCKETS
 
 MINUTE = 60
 HOUR = 60 * MINUTE
