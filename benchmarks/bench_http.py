@@ -7,7 +7,7 @@ ASGI: one uvicorn process per variant (single worker, same ``--loop``/``--http``
 * ``pass-through``        that app in a do-nothing ASGI layer that wraps ``send`` (the floor)
 * ``recording floor``     the least a Python layer with the bar's parts could do (``floor_asgi``)
 * ``switchgear``          that app in ``switchgear.ASGIMiddleware`` (breaker + metrics per route)
-* ``switchgear + pool``   the same, plus a ``DynamicPool`` bulkhead (the DESIGN §4 bar)
+* ``switchgear + pool``   the same, plus a ``DynamicPool`` bulkhead (the full configuration)
 * ``starlette-exporter``  starlette-exporter's ``PrometheusMiddleware`` (default options)
 * ``opentelemetry``       ``OpenTelemetryMiddleware`` with an SDK ``MeterProvider`` (it records)
 
@@ -70,7 +70,7 @@ ASGI_VARIANTS = (
     "opentelemetry",
 )
 WSGI_VARIANTS = ("bare", "pass-through", "switchgear", "switchgear + pool")
-#: The DESIGN §4 bars: minimum ratio of medians vs the bare app, per suite.
+#: The quality bars: minimum ratio of medians vs the bare app, per suite.
 BARS = {"asgi": ("switchgear + pool", 0.90), "wsgi": ("switchgear + pool", 0.95)}
 
 PEER_PACKAGES = (

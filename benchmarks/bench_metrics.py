@@ -2,7 +2,7 @@
 
 Variants run in alternating rounds (A, B, C, A, B, C, ...) so machine noise hits them
 alike; each figure is the median over rounds of ns per call, loop overhead subtracted.
-The last lines time a scrape of 100 names (the DESIGN §4 bar is 20 ms) in the Prometheus text
+The last lines time a scrape of 100 names (the bar is 20 ms) in the Prometheus text
 format and in OpenMetrics (what Prometheus asks for first), beside prometheus_client alone
 rendering a counter and a histogram for the same 100 names.
 

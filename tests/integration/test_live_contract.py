@@ -107,7 +107,7 @@ LIVE = Config(
 
 #: (dashboard uid, panel title, refId) -> why the query may return no data. Only applied when
 #: the app exports no ``switchgear_memory_limit_bytes``: with no cgroup or RLIMIT_AS limit the
-#: library leaves the limit series absent on purpose (DESIGN §2.3), so used / limit has no
+#: library leaves the limit series absent on purpose, so used / limit has no
 #: data rather than +Inf. With a limit, these queries must return data like every other one.
 NO_DATA_WITHOUT_MEMORY_LIMIT = {
     ("switchgear-overview", "Memory used / limit", "A"): "no memory limit: limit series absent",

@@ -57,7 +57,7 @@ def test_reset_breakers_closes_every_shared_breaker() -> None:
         raise ConnectionError
 
     for fn in (a, b):
-        for _ in range(5):  # the seed's failure_threshold
+        for _ in range(5):  # the default failure_threshold
             with pytest.raises(ConnectionError):
                 fn()
         with pytest.raises(sg.CircuitOpenError):

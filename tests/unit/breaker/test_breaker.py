@@ -1,4 +1,4 @@
-"""CircuitBreaker: the seed's test plan §3.1, each seed defect's regression, and the options."""
+"""CircuitBreaker: the basic cycle, regressions for pitfalls of naive breakers, the options."""
 
 from __future__ import annotations
 
@@ -40,17 +40,17 @@ def transitions(br: sg.CircuitBreaker) -> list[tuple[str, str]]:
     return seen
 
 
-# -- the seed's test plan §3.1 ------------------------------------------------------------
+# -- the basic cycle ---------------------------------------------------------------------
 
 
-def test_seed_stays_closed_under_success() -> None:
+def test_stays_closed_under_success() -> None:
     br = sg.CircuitBreaker("test")
     for _ in range(10):
         assert br.call(ok) == "ok"
     assert br.state is S.CLOSED
 
 
-def test_seed_opens_after_threshold_and_rejects(clock: FakeClock) -> None:
+def test_opens_after_threshold_and_rejects(clock: FakeClock) -> None:
     br = sg.CircuitBreaker("test", failure_threshold=3, open_timeout=1.0, clock=clock)
     for _ in range(3):
         run(br, fail)
@@ -63,7 +63,7 @@ def test_seed_opens_after_threshold_and_rejects(clock: FakeClock) -> None:
     assert isinstance(info.value, sg.SwitchgearError)
 
 
-def test_seed_half_opens_after_timeout(clock: FakeClock) -> None:
+def test_half_opens_after_timeout(clock: FakeClock) -> None:
     br = sg.CircuitBreaker(
         "test", failure_threshold=1, success_threshold=1, open_timeout=0.1, clock=clock
     )
@@ -74,18 +74,18 @@ def test_seed_half_opens_after_timeout(clock: FakeClock) -> None:
     assert br.state is S.HALF_OPEN
 
 
-def test_seed_defaults() -> None:
+def test_documented_defaults() -> None:
     br = sg.CircuitBreaker("defaults")
     assert (br.failure_threshold, br.success_threshold, br.open_timeout) == (5, 3, 30.0)
     assert br.half_open_max_calls == 3
     assert (br.window, br.minimum_calls) == (60.0, 10)
 
 
-# -- regressions for the seed's defects ---------------------------------------------------
+# -- regressions for naive-breaker pitfalls ------------------------------------------------
 
 
 def test_defect_unlimited_half_open_admission(clock: FakeClock) -> None:
-    """The seed admitted every caller in HALF_OPEN (thundering herd)."""
+    """A naive breaker admits every caller in HALF_OPEN (a thundering herd); this one does not."""
     br = sg.CircuitBreaker(
         "herd", failure_threshold=1, success_threshold=2, open_timeout=1.0, clock=clock
     )
@@ -99,7 +99,7 @@ def test_defect_unlimited_half_open_admission(clock: FakeClock) -> None:
 
 
 def test_defect_lost_and_unordered_listener_calls(clock: FakeClock) -> None:
-    """The seed fired a goroutine per change: order and errors were lost."""
+    """Listeners fired concurrently lose order and errors; these run in order, isolated."""
     calls: list[str] = []
 
     def broken(old: S, new: S) -> None:
@@ -119,7 +119,7 @@ def test_defect_lost_and_unordered_listener_calls(clock: FakeClock) -> None:
 
 
 def test_defect_read_lock_upgrade_race_one_transition_per_trip() -> None:
-    """The seed checked under a read lock and then upgraded: several callers could each
+    """Checking under a read lock and then upgrading lets several callers each
     move OPEN -> HALF_OPEN. Here each transition is made once (see the concurrency tests)."""
     clock = FakeClock()
     br = sg.CircuitBreaker("race", failure_threshold=1, open_timeout=1.0, clock=clock)

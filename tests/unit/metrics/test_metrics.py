@@ -1,4 +1,4 @@
-"""Metrics: exposition, every family of DESIGN §2.4, sharing, validation, window, concurrency."""
+"""Metrics: exposition, every family of the table, sharing, validation, window, concurrency."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def key(metric: str, /, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]
 # -- histogram and counters -------------------------------------------------------------------
 
 
-def test_latency_buckets_are_the_seeds_twelve_bounds() -> None:
+def test_latency_buckets_are_the_twelve_documented_bounds() -> None:
     assert sg.LATENCY_BUCKETS == BOUNDS
 
 
@@ -72,7 +72,7 @@ def test_histogram_bounds_and_cumulative_counts_at_every_bound() -> None:
         assert buckets[i] == (str(bound), 1 + (i + 1) + i), bound
         assert buckets[i][1] == sum(1 for d in durations if d <= bound)
     assert buckets[-1] == ("+Inf", len(durations))
-    # The 12 s call is in +Inf only (the seed dropped it).
+    # The 12 s call is in +Inf only (beyond the last bound, never dropped).
     assert buckets[-1][1] - buckets[-2][1] == 1
     by_name = {s.name: s.value for s in hist.samples if "le" not in s.labels}
     assert by_name["switchgear_request_duration_seconds_count"] == len(durations)

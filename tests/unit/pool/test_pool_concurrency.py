@@ -1,4 +1,4 @@
-"""DynamicPool with real time, real threads, event loops and fork: the seed's test, exclusive
+"""DynamicPool with real time, real threads, event loops and fork: the acquire cycle, exclusive
 ownership under stress, a loop that never stalls, cancellation storms, and pre-fork restarts."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def assert_closed_exactly_once(factory: Factory) -> None:
     assert [e.number for e in factory.made if e.closes != 1] == []
 
 
-# -- the seed's test (§3.2) with real time --------------------------------------------------
+# -- the acquire/release cycle with real time --------------------------------------------------
 
 
 def test_seed_scales_up_under_load_then_back_to_min_size() -> None:
