@@ -6,11 +6,16 @@ through unchanged (same object, same traceback)::
 
     SwitchgearError
     ├── CircuitOpenError     the breaker rejected the call (OPEN, FORCED_OPEN, or
-    │                        HALF_OPEN with every trial permit taken); has .name,
-    │                        .retry_after (seconds) and .reason
+    │                        HALF_OPEN with every trial permit taken)
     ├── PoolFullError        the pool is at max_size and max_waiting callers already wait
     ├── PoolTimeoutError     waited acquire_timeout seconds at max_size (also a TimeoutError)
     └── PoolClosedError      the pool was closed (also a RuntimeError)
+
+The first three are *rejections*: the call never ran because a protection refused it. Each
+has ``.name`` (the breaker or pool that refused), ``.reason`` (a short fixed string such as
+``"circuit_open"`` or ``"pool_full"``) and ``.retry_after`` (seconds). The HTTP middleware
+answers one that escapes a route with ``503`` and ``Retry-After`` instead of a ``500``, and
+does not count it as a failure of the route.
 
 Invalid arguments to constructors and methods raise the built-in ``ValueError`` or
 ``TypeError`` with the argument's name in the message; they are programming errors, not
@@ -24,6 +29,7 @@ __all__ = [
     "PoolClosedError",
     "PoolFullError",
     "PoolTimeoutError",
+    "Rejection",
     "SwitchgearError",
 ]
 
@@ -32,7 +38,19 @@ class SwitchgearError(Exception):
     """Base class of every error switchgear raises on its own."""
 
 
-class CircuitOpenError(SwitchgearError):
+class Rejection(SwitchgearError):
+    """A protection refused a call without running it (the base of the rejection errors).
+
+    Not exported: users catch the concrete classes or :class:`SwitchgearError`. Subclasses
+    set ``name`` and ``reason``; ``retry_after`` is a hint in seconds.
+    """
+
+    name: str
+    reason: str
+    retry_after: float = 1.0
+
+
+class CircuitOpenError(Rejection):
     """A circuit breaker rejected a call without running it.
 
     ``reason`` is ``"circuit_open"`` (OPEN or FORCED_OPEN) or ``"half_open_full"``
@@ -57,7 +75,7 @@ class CircuitOpenError(SwitchgearError):
         return (type(self), (self.name, self.retry_after, self.reason))
 
 
-class PoolFullError(SwitchgearError):
+class PoolFullError(Rejection):
     """The pool is at ``max_size`` and ``max_waiting`` callers are already waiting."""
 
     reason = "pool_full"
@@ -71,7 +89,7 @@ class PoolFullError(SwitchgearError):
         return (type(self), (self.name, self.waiting))
 
 
-class PoolTimeoutError(SwitchgearError, TimeoutError):
+class PoolTimeoutError(Rejection, TimeoutError):
     """No resource became available within the acquire timeout."""
 
     reason = "pool_timeout"

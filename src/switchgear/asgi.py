@@ -7,9 +7,11 @@ Example::
 
     app = ASGIMiddleware(Starlette(routes=routes), endpoint_auth=os.environ["METRICS_TOKEN"])
 
-See ``docs/middleware.md`` for every option, framework notes and pre-fork servers.
+Starlette and FastAPI: ``install_exception_handlers(app)`` lets the middleware see the
+exceptions the framework turns into responses. See ``docs/middleware.md`` for every option, framework notes and pre-fork servers.
 """
 
 from ._http.asgi import ASGIMiddleware
+from ._http.frameworks import install_starlette as install_exception_handlers
 
-__all__ = ["ASGIMiddleware"]
+__all__ = ["ASGIMiddleware", "install_exception_handlers"]

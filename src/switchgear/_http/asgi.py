@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from .._breaker.protocol import NEUTRAL, NEVER_COUNTED
-from .._errors import PoolFullError, PoolTimeoutError
+from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._pool.pool import DynamicPool
 from .auth import Headers
 from .core import HttpMiddlewareBase
@@ -69,14 +69,15 @@ class _Responder(Ticket):
             ) or mtype == "http.response.pathsend":
                 # Recorded before the last chunk is handed over, so by the time the client
                 # has the whole response, /metrics already counts it.
-                self.settle(self.core.status_outcome(self.status), True)
+                outcome, rejected = self.core.response_outcome(self.status, self.scope)
+                self.settle(outcome, True, rejected)
         try:
             await self.downstream(message)
         except OSError:
             self.gone = True  # the client went away; what the app does next is not its fault
             raise
 
-    def settle(self, outcome: int, counted: bool) -> None:
+    def settle(self, outcome: int, counted: bool, rejected: str | None = None) -> None:
         """Record the request (once) with what the scope says about its route."""
         scope = self.scope
         self.finish(
@@ -86,7 +87,26 @@ class _Responder(Ticket):
             scope.get(ROUTE_KEY),
             scope.get("root_path", "") == self.root,
             answered=self.status != 0,
+            rejected=rejected,
         )
+
+    def failed(self, exc: BaseException) -> Response | None:
+        """The app raised: record it once; the answer to send instead, if any.
+
+        A switchgear rejection that escaped before a response started is answered here
+        (``503`` with ``Retry-After``) rather than left to the server's ``500``.
+        """
+        if self.done:
+            return None
+        if self.gone or isinstance(exc, NEVER_COUNTED):
+            self.settle(NEUTRAL, False)
+            return None
+        core = self.core
+        outcome, rejected = core.exception_outcome(exc)
+        self.settle(outcome, True, rejected)
+        if rejected is not None and self.status == 0 and isinstance(exc, Rejection):
+            return core.inner_rejection(exc)
+        return None
 
     def template(self) -> str | None:
         return asgi_template(self.scope, self.root, self.core.endpoints)
@@ -188,10 +208,10 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         try:
             await self.app(scope, receive, r.send)
         except BaseException as exc:
-            if not r.done:
-                counted = not (r.gone or isinstance(exc, NEVER_COUNTED))
-                r.settle(self._core.classify(exc) if counted else NEUTRAL, counted)
-            raise
+            answer = r.failed(exc)
+            if answer is None:
+                raise
+            await _respond(send, answer, method == "HEAD")
         else:
             if not r.done:
                 # No response at all: the server answers 500 for it. Started but never

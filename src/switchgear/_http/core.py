@@ -34,7 +34,7 @@ from .. import _validate as v
 from .._breaker.breaker import CircuitBreaker
 from .._breaker.protocol import FAILURE, NEUTRAL, SUCCESS
 from .._breaker.registry import configuration_mismatch, peek, shared_breaker
-from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError, Rejection
 from .._metrics.facade import Metrics, live_metrics, live_pools, observe_pool
 from .._pool.pool import DynamicPool
 from .auth import Auth, Headers, make_auth
@@ -42,6 +42,7 @@ from .endpoints import (
     Response,
     error_response,
     json_response,
+    rejection_answer,
     rejection_response,
     status_document,
 )
@@ -55,7 +56,7 @@ from .options import (
 )
 from .options import breaker_options as breaker_options_
 from .render_gate import RenderGate
-from .routes import OTHER, UNMATCHED, EndpointIndex, RouteCache
+from .routes import EXCEPTION_KEY, OTHER, UNMATCHED, EndpointIndex, RouteCache
 from .ticket import Route, Ticket
 
 __all__ = ["ENDPOINT_METHODS", "GLOBAL_BREAKER_NAME", "HttpCore", "HttpMiddlewareBase"]
@@ -305,6 +306,37 @@ class HttpCore:
             failed = not isinstance(status, int) or status >= 500
         return FAILURE if failed else SUCCESS
 
+    def exception_outcome(self, exc: BaseException) -> tuple[int, str | None]:
+        """How an exception from the app counts: ``(outcome, rejection reason or None)``.
+
+        A switchgear rejection raised inside the route (an inner breaker, pool or limit
+        refused) is not the route's failure: the route's breaker gets its permit back and the
+        request counts as a rejection with the inner reason. Anything else is classified by
+        the breaker options, as with ``@protected``.
+        """
+        if isinstance(exc, Rejection):
+            return NEUTRAL, exc.reason
+        return self.classify(exc), None
+
+    def response_outcome(self, status: object, carrier: Any) -> tuple[int, str | None]:
+        """How a response counts, given the scope/environ it answered.
+
+        An error status (a failure, or any ``4xx``: a pool's ``429``) whose request carries
+        the exception the framework turned into it (left there by the exception handlers)
+        counts as that exception; see :meth:`exception_outcome`. Other statuses never look
+        further.
+        """
+        outcome = self.status_outcome(status)
+        if outcome == FAILURE or (type(status) is int and status >= 400):
+            exc = carrier.get(EXCEPTION_KEY)
+            if isinstance(exc, BaseException):
+                return self.exception_outcome(exc)
+        return outcome, None
+
+    def inner_rejection(self, exc: Rejection) -> Response:
+        """The answer to a rejection that escaped the app before it started a response."""
+        return rejection_answer(exc, self.pool_full_status)
+
     def reject(self, route: Route | None, reason: str) -> None:
         """Count one rejection (on ``<unmatched>`` when the route is not known yet)."""
         try:
@@ -328,6 +360,7 @@ class HttpCore:
         counted: bool,
         *,
         answered: bool = True,
+        rejected: str | None = None,
     ) -> None:
         """Record one finished request exactly once; never raises.
 
@@ -338,7 +371,8 @@ class HttpCore:
         like). ``answered=False``: the app raised before it started a response; then no
         template means "cannot tell" and the admitted route stands (Flask propagating an
         error leaves no request behind). ``counted=False`` (client gone, cancelled) still
-        returns the breaker's permit but records no metrics.
+        returns the breaker's permit but records no metrics. ``rejected``: a protection
+        inside the route refused (its reason); counted as a rejection of the route.
         """
         if template is None and not answered and admitted is not None:
             template = admitted.template
@@ -364,7 +398,9 @@ class HttpCore:
                 gen = late.closed_token()
                 if gen is not None and outcome != NEUTRAL:
                     late.finish(gen, outcome, duration)
-            if counted:
+            if rejected is not None:
+                route.reject(rejected)
+            elif counted:
                 route.record(self.clock(), duration, outcome != FAILURE, cold_start)
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")

@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._breaker.breaker import storage_degraded
+from .._errors import CircuitOpenError, Rejection
 from .._metrics.errors import counts as metrics_errors
 
 __all__ = [
     "Response",
     "error_response",
     "json_response",
+    "rejection_answer",
     "rejection_response",
     "retry_after_seconds",
     "status_document",
@@ -92,6 +94,16 @@ def rejection_response(status: int, reason: str, name: str, retry_after: float) 
         {"error": reason, "name": name, "retry_after": seconds},
         [("Retry-After", str(seconds))],
     )
+
+
+def rejection_answer(exc: Rejection, pool_full_status: int = 503) -> Response:
+    """The answer to a rejection raised inside a route: the refusing protection's name.
+
+    A breaker's refusal is a ``503``; a pool's is ``pool_full_status`` (the middleware's
+    option, ``503`` unless set), like the middleware's own pool.
+    """
+    status = 503 if isinstance(exc, CircuitOpenError) else pool_full_status
+    return rejection_response(status, exc.reason, exc.name, exc.retry_after)
 
 
 def _finite(value: Any) -> Any:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "EXCEPTION_KEY",
     "MAX_CACHED_PATH",
     "METHODS",
     "OTHER",
@@ -45,6 +46,9 @@ UNMATCHED = "<unmatched>"
 OTHER = "<other>"
 #: Scope/environ key an app (or a framework adapter) may set to the matched route template.
 ROUTE_KEY = "switchgear.route"
+#: Scope/environ key the framework exception handlers set to the exception a route raised
+#: before the framework turned it into a response (see :mod:`.frameworks`).
+EXCEPTION_KEY = "switchgear.exception"
 #: Longer paths are never cached (a path is a dict key; 10k of them must stay small).
 MAX_CACHED_PATH = 512
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from .._breaker.breaker import CircuitBreaker
 from .._breaker.protocol import FAILURE, NEUTRAL
-from .._errors import PoolFullError, PoolTimeoutError
+from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._metrics.facade import Metrics
 from .._metrics.series import TimedSink
 from .._pool.pool import MISSING, DynamicPool
@@ -71,7 +71,11 @@ class Recorder(Protocol):
 
     def status_outcome(self, status: object) -> int: ...
 
-    def classify(self, exc: BaseException) -> int: ...
+    def response_outcome(self, status: object, carrier: Any) -> tuple[int, str | None]: ...
+
+    def exception_outcome(self, exc: BaseException) -> tuple[int, str | None]: ...
+
+    def inner_rejection(self, exc: Rejection) -> Response: ...
 
     def pool_rejection(
         self,
@@ -95,6 +99,7 @@ class Recorder(Protocol):
         counted: bool,
         *,
         answered: bool = True,
+        rejected: str | None = None,
     ) -> None: ...
 
 
@@ -176,6 +181,7 @@ class Ticket:
         explicit: object,
         same_mount: bool,
         answered: bool = True,
+        rejected: str | None = None,
     ) -> None:
         """Record the request once; never raises.
 
@@ -184,7 +190,8 @@ class Ticket:
         whether the mount prefix is what it was at admission; :meth:`template` is read only
         when the fast check does not settle it. ``counted=False`` (client gone, cancelled)
         returns the breaker's permit and records nothing. ``answered=False``: the app raised
-        before it started a response.
+        before it started a response. ``rejected``: a protection inside the route refused
+        (its reason); the breaker gets ``outcome`` (neutral) and the route counts a rejection.
         """
         if self.done:
             return
@@ -205,7 +212,10 @@ class Ticket:
                 # The fast path: the framework matched what it matched last time for this
                 # route key, so the template need not be read.
                 route.breaker.finish(self.token, outcome, duration)
-                route.record(now, duration, outcome != FAILURE, self.cold)
+                if rejected is None:
+                    route.record(now, duration, outcome != FAILURE, self.cold)
+                else:
+                    route.reject(rejected)
             else:
                 seen = self.template()
                 if (
@@ -231,6 +241,7 @@ class Ticket:
                     self.cold,
                     counted,
                     answered=answered,
+                    rejected=rejected,
                 )
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")

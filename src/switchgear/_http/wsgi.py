@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from .._breaker.protocol import NEUTRAL, NEVER_COUNTED
-from .._errors import PoolFullError, PoolTimeoutError
+from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._pool.pool import DynamicPool
 from .auth import Headers
 from .core import HttpMiddlewareBase
@@ -110,14 +110,15 @@ class _Exchange(Ticket):
 
     # -- recording -----------------------------------------------------------------------
 
-    def _finish(self, outcome: int | None, counted: bool) -> None:
+    def _finish(self, outcome: int | None, counted: bool, rejected: str | None = None) -> None:
         """Record once; ``outcome=None`` means "from the response status"."""
         if self.done:
             return
         status = self._status
-        if outcome is None:
-            outcome = self.core.status_outcome(_status_code(status) if status is not None else 500)
         environ = self._environ
+        if outcome is None:
+            code = _status_code(status) if status is not None else 500
+            outcome, rejected = self.core.response_outcome(code, environ)
         self.finish(
             outcome,
             counted,
@@ -125,16 +126,28 @@ class _Exchange(Ticket):
             environ.get(ROUTE_KEY),
             environ.get("SCRIPT_NAME", "") == self._script_name,
             answered=status is not None,
+            rejected=rejected,
         )
 
     def template(self) -> str | None:
         return wsgi_template(self._environ, self._request, self._script_name)
 
-    def fail(self, exc: BaseException) -> None:
-        """The app raised: a failure (per the breaker's classification), unless cancelled."""
-        counted = not isinstance(exc, NEVER_COUNTED)
-        self._finish(self.core.classify(exc) if counted else NEUTRAL, counted)
+    def fail(self, exc: BaseException) -> Response | None:
+        """The app raised: record it once (unless cancelled); the answer to send, if any.
+
+        A switchgear rejection that escaped before the response started is answered here
+        (``503`` with ``Retry-After``) rather than left to the server's ``500``.
+        """
+        answer = None
+        if isinstance(exc, NEVER_COUNTED):
+            self._finish(NEUTRAL, False)
+        elif not self.done:
+            outcome, rejected = self.core.exception_outcome(exc)
+            self._finish(outcome, True, rejected)
+            if rejected is not None and self._status is None and isinstance(exc, Rejection):
+                answer = self.core.inner_rejection(exc)
         self.give_back()
+        return answer
 
     # -- the body iterable ---------------------------------------------------------------
 
@@ -295,8 +308,10 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         try:
             result = self.app(environ, x.start_response)
         except BaseException as exc:
-            x.fail(exc)
-            raise
+            answer = x.fail(exc)
+            if answer is None:
+                raise
+            return _respond(start_response, answer, method == "HEAD")
         return x.wrap(result)
 
     def _endpoint(
