@@ -8,7 +8,8 @@ Example::
     app = ASGIMiddleware(Starlette(routes=routes), endpoint_auth=os.environ["METRICS_TOKEN"])
 
 Starlette and FastAPI: ``install_exception_handlers(app)`` lets the middleware see the
-exceptions the framework turns into responses. See ``docs/middleware.md`` for every option, framework notes and pre-fork servers.
+exceptions the framework turns into responses. See ``docs/middleware.md`` for every option,
+framework notes and pre-fork servers.
 """
 
 from ._http.asgi import ASGIMiddleware

@@ -9,8 +9,9 @@ Example::
     app.wsgi_app = WSGIMiddleware(app.wsgi_app, endpoint_auth=os.environ["METRICS_TOKEN"])
 
 Flask: ``install_exception_handlers(app)`` lets the middleware see the exceptions Flask
-turns into responses. Django: add ``switchgear.wsgi.django_route_middleware`` to ``MIDDLEWARE`` so requests are
-keyed by their URL pattern. See ``docs/middleware.md`` for every option.
+turns into responses. Django: add ``switchgear.wsgi.django_route_middleware`` to
+``MIDDLEWARE`` so requests are keyed by their URL pattern. See ``docs/middleware.md``
+for every option.
 """
 
 from ._http.django_glue import django_route_middleware
