@@ -73,7 +73,8 @@ def documented_imports() -> list[tuple[str, str, str]]:
     found = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for match in IMPORT.finditer(path.read_text()):
-            for attr in re.split(r"[,\s()]+", match.group(2)):
+            for item in re.split(r"[,()]+", match.group(2)):
+                attr = item.split(" as ")[0].strip()  # "name" or "name as alias"
                 if attr:
                     found.append((path.name, match.group(1), attr))
     return found

@@ -36,6 +36,7 @@ from .._breaker.protocol import FAILURE, NEUTRAL, SUCCESS
 from .._breaker.registry import configuration_mismatch, peek, shared_breaker
 from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError, Rejection
 from .._metrics.facade import Metrics, live_metrics, live_pools, observe_pool
+from .._metrics.prefork import check_server
 from .._pool.pool import DynamicPool
 from .auth import Auth, Headers, make_auth
 from .endpoints import (
@@ -99,6 +100,8 @@ class HttpCore:
         exclude_paths, endpoint_auth, registry = o.exclude_paths, o.endpoint_auth, o.registry
         max_routes, pool_full_status, clock = o.max_routes, o.pool_full_status, o.clock
         self.clock: Callable[[], float] = v.clock(clock)
+        # A pre-fork server's mistakes are found here, at startup, not per request.
+        check_server()
         self.metrics_path = path_option("metrics_path", metrics_path)
         self.status_path = path_option("status_path", status_path)
         if self.metrics_path is not None and self.metrics_path == self.status_path:

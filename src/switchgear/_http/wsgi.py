@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from .._breaker.protocol import NEUTRAL, NEVER_COUNTED
 from .._errors import PoolFullError, PoolTimeoutError, Rejection
+from .._metrics.prefork import check_scrape
 from .._pool.pool import DynamicPool
 from .auth import Headers
 from .core import HttpMiddlewareBase
@@ -332,6 +333,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
             verdict = False
         response = core.endpoint_refusal(verdict, method)
         if response is None and kind == "metrics":
+            check_scrape(environ.get("wsgi.multiprocess"))
             response = core.metrics_response(headers.get("accept", ""))
         elif response is None:
             response = core.status_response()

@@ -27,6 +27,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from .. import _validate as v
 from .exposition import render_latest
+from .prefork import forked_unwarned
 from .prometheus import Collector, multiprocess_mode
 from .series import LATENCY_BUCKETS, REJECTION_REASONS, Series, per_call
 from .store import Store
@@ -163,7 +164,6 @@ def _observe(store: Store, pool: Any) -> None:
 
 _lock = threading.Lock()
 _stores: weakref.WeakKeyDictionary[CollectorRegistry, Store] = weakref.WeakKeyDictionary()
-_warned_fork = False
 _in_use = False  # a Metrics exists (or existed) in this process
 
 
@@ -185,16 +185,13 @@ def _store_for(registry: CollectorRegistry | None) -> Store:
 
 
 def _after_fork() -> None:
-    global _lock, _warned_fork
+    global _lock
     _lock = threading.Lock()
     # Another thread may have held any of these at the fork (a scrape, a series being added).
     for registry, store in list(_stores.items()):
         store.forked()
         _fresh_registry_lock(registry)
-    if _warned_fork or multiprocess_mode():
-        return
-    if _in_use:
-        _warned_fork = True
+    if _in_use and not multiprocess_mode() and forked_unwarned():
         logger.warning(
             "switchgear: metrics were created before this process was forked, and "
             "PROMETHEUS_MULTIPROC_DIR is not set: each worker counts on its own, so "

@@ -27,6 +27,7 @@ from .._breaker.breaker import storage_degraded
 from .errors import contained, report
 from .families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
+from .prefork import check_directory
 from .series import (
     AUTOMATIC_TRANSITIONS,
     BREAKER_STATES,
@@ -199,23 +200,10 @@ def store() -> Store:
     global _store
     with _lock:
         if _store is None:
-            _check_directory()
+            check_directory()
             _store = Store(MultiprocessMirror())
             _start_thread()
         return _store
-
-
-def _check_directory() -> None:
-    """Refuse a multiprocess directory that cannot hold the files, naming the variable.
-
-    Said once, where the first ``Metrics`` is made, rather than as a failure of every call.
-    """
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path and not (os.path.isdir(path) and os.access(path, os.W_OK)):
-        raise ValueError(
-            f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a writable directory; create it "
-            "(empty) before the workers start, or unset the variable"
-        )
 
 
 def refresh_local() -> None:
