@@ -23,6 +23,7 @@ from ._breaker.registry import breaker_named, register_breaker, unregister_break
 from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
 from ._metrics.facade import Metrics
 from ._pool.pool import DynamicPool
+from ._protected_checks import check_components, check_fallback, check_resource_arg
 
 __all__ = ["protected"]
 
@@ -164,10 +165,12 @@ def _plan(
     if name is None:
         name = breaker.name if isinstance(breaker, CircuitBreaker) else _default_name(fn)
     v.name("name", name)
-    _check_components(name, breaker, pool, metrics)
+    check_components(name, breaker, pool, metrics)
     v.optional_callable("fallback", fallback)
+    if fallback is not None:
+        check_fallback(fn, fallback, resource_arg)
     timeout_s = v.optional_seconds("timeout", timeout)
-    _check_resource_arg(resource_arg, pool)
+    check_resource_arg(resource_arg, pool)
     # Everything is valid: now the shared components. If one of them still refuses (metrics
     # of this name with other buckets, say), nothing this decoration registered stays.
     if breaker is None:
@@ -186,40 +189,6 @@ def _plan(
             unregister_breaker(breaker)
         raise
     return _Plan(name, breaker, metrics, pool, fallback, timeout_s, resource_arg)
-
-
-def _check_components(name: str | None, breaker: object, pool: object, metrics: object) -> None:
-    """The components' types, and that they carry the protected ``name`` (when known)."""
-    if breaker is not None and not isinstance(breaker, CircuitBreaker):
-        raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
-    if metrics is not None and not isinstance(metrics, Metrics):
-        raise TypeError(f"metrics must be a switchgear.Metrics, not {type(metrics).__name__}")
-    if pool is not None and not isinstance(pool, DynamicPool):
-        raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
-    if name is None:
-        return
-    if breaker is not None and breaker.name != name:
-        raise ValueError(
-            f"breaker is named {breaker.name!r} but the protected name is {name!r}; "
-            "they must match (metrics and status are keyed by that name)"
-        )
-    if metrics is not None and metrics.name != name:
-        raise ValueError(
-            f"metrics is named {metrics.name!r} but the protected name is {name!r}; they must match"
-        )
-
-
-def _check_resource_arg(resource_arg: object, pool: object) -> None:
-    if resource_arg is None:
-        return
-    if not isinstance(resource_arg, str):
-        raise TypeError(
-            f"resource_arg must be a keyword argument name (str), not {type(resource_arg).__name__}"
-        )
-    if not resource_arg.isidentifier():
-        raise ValueError(f"resource_arg must be a keyword argument name, got {resource_arg!r}")
-    if pool is None:
-        raise ValueError("resource_arg needs a pool= to lease the resource from")
 
 
 @overload
@@ -288,12 +257,12 @@ def protected(
         # Validate what can be validated before the function is seen.
         if name is not None:
             v.name("name", name)
-        _check_components(name, breaker, pool, metrics)
+        check_components(name, breaker, pool, metrics)
         if timeout is not None:
             v.seconds("timeout", timeout)
         if fallback is not None:
             v.callable_("fallback", fallback)
-        _check_resource_arg(resource_arg, pool)
+        check_resource_arg(resource_arg, pool)
         return decorate
     return _wrap(target, None, **options)
 

@@ -17,8 +17,8 @@ from switchgear.redis import RedisStorage
         (lambda: sg.CircuitBreaker("b", open_timeout=1e300), "open_timeout"),
         (lambda: sg.CircuitBreaker("b", window=timedelta(days=400)), "window"),
         (lambda: sg.CircuitBreaker("b", failure_threshold=10**12), "failure_threshold"),
-        (lambda: sg.DynamicPool(None, scale_interval=1e10), "scale_interval"),
-        (lambda: sg.DynamicPool(None, max_size=10**10), "max_size"),
+        (lambda: sg.DynamicPool(None, scale_interval=1e10, name="engines"), "scale_interval"),
+        (lambda: sg.DynamicPool(None, max_size=10**10, name="engines"), "max_size"),
         (lambda: RedisStorage(redis.Redis(socket_timeout=0.1), key_ttl=1e17), "key_ttl"),
         (lambda: sg.Metrics("m", window=1e12), "window"),
     ],
@@ -37,7 +37,7 @@ def test_a_year_is_still_accepted() -> None:
     "build",
     [
         lambda clock: sg.CircuitBreaker("b", clock=clock),
-        lambda clock: sg.DynamicPool(None, min_size=0, clock=clock),
+        lambda clock: sg.DynamicPool(None, min_size=0, clock=clock, name="engines"),
         lambda clock: sg.Metrics("m", registry=None, clock=clock),
     ],
 )

@@ -58,6 +58,9 @@ MISSING: Any = object()
 _TIMEOUT_MAX = threading.TIMEOUT_MAX  # Lock.acquire overflows beyond it
 
 
+#: How long ``acquire`` waits at ``max_size`` unless told otherwise (``None``: forever).
+DEFAULT_ACQUIRE_TIMEOUT = 30.0
+
 _live_pools: weakref.WeakSet[DynamicPool[Any]] = weakref.WeakSet()
 
 
@@ -75,7 +78,9 @@ class DynamicPool(Generic[T]):
 
     ``acquire`` takes an idle resource (the most recently used one), creates one if none is
     idle and the pool is below ``max_size`` (a *cold start*), and otherwise waits in line,
-    bounded by ``acquire_timeout`` and ``max_waiting``. Every ``scale_interval`` seconds an
+    bounded by ``acquire_timeout`` (30 s unless given; ``None`` waits forever) and
+    ``max_waiting``. ``name`` is required: it labels the pool's series, and two pools with
+    one name would report as one. Every ``scale_interval`` seconds an
     autoscaler thread pre-warms resources when the interval's average utilization
     ``(in_use + waiting) / total`` was above ``scale_up_threshold`` and retires idle ones when
     it was below ``scale_down_threshold``. With ``factory=None`` the pool hands out
@@ -99,13 +104,13 @@ class DynamicPool(Generic[T]):
         factory: None = None,
         *,
         close: Callable[[Slot], object] | None = None,
-        name: str = "engines",
+        name: str,
         min_size: int = 2,
         max_size: int = 16,
         scale_up_threshold: float = 0.8,
         scale_down_threshold: float = 0.3,
         scale_interval: float | timedelta = 10.0,
-        acquire_timeout: float | timedelta | None = None,
+        acquire_timeout: float | timedelta | None = DEFAULT_ACQUIRE_TIMEOUT,
         max_waiting: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
@@ -116,13 +121,13 @@ class DynamicPool(Generic[T]):
         factory: Callable[[], T],
         *,
         close: Callable[[T], object] | None = None,
-        name: str = "engines",
+        name: str,
         min_size: int = 2,
         max_size: int = 16,
         scale_up_threshold: float = 0.8,
         scale_down_threshold: float = 0.3,
         scale_interval: float | timedelta = 10.0,
-        acquire_timeout: float | timedelta | None = None,
+        acquire_timeout: float | timedelta | None = DEFAULT_ACQUIRE_TIMEOUT,
         max_waiting: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
@@ -132,13 +137,13 @@ class DynamicPool(Generic[T]):
         factory: Callable[[], Any] | None = None,
         *,
         close: Callable[[Any], object] | None = None,
-        name: str = "engines",
+        name: str,
         min_size: int = 2,
         max_size: int = 16,
         scale_up_threshold: float = 0.8,
         scale_down_threshold: float = 0.3,
         scale_interval: float | timedelta = 10.0,
-        acquire_timeout: float | timedelta | None = None,
+        acquire_timeout: float | timedelta | None = DEFAULT_ACQUIRE_TIMEOUT,
         max_waiting: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

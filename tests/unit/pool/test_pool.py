@@ -89,6 +89,7 @@ def make_pool(
     def make(**options: Any) -> sg.DynamicPool[Engine]:
         options.setdefault("clock", clock)
         options.setdefault("scale_interval", NEVER)
+        options.setdefault("name", "engines")
         pool = sg.DynamicPool(factory, **options)
         pools.append(pool)
         return pool
@@ -117,14 +118,21 @@ def sizes(pool: sg.DynamicPool[Any]) -> tuple[int, int, int, int]:
 # -- construction and validation ------------------------------------------------------------
 
 
-def test_defaults_are_the_seeds(factory: Factory) -> None:
-    with sg.DynamicPool(factory) as pool:
+def test_defaults(factory: Factory) -> None:
+    with sg.DynamicPool(factory, name="engines") as pool:
         assert (pool.name, pool.min_size, pool.max_size) == ("engines", 2, 16)
         assert (pool._core.up, pool._core.down, pool._autoscaler.interval) == (0.8, 0.3, 10.0)
-        assert pool._acquire_timeout is None
+        assert pool._acquire_timeout == 30.0  # bounded waiting unless asked otherwise
         assert pool._max_waiting is None
         assert sizes(pool) == (2, 0, 2, 0)
         assert len(factory.made) == 2
+    with sg.DynamicPool(factory, name="forever", acquire_timeout=None) as pool:
+        assert pool._acquire_timeout is None
+
+
+def test_name_is_required(factory: Factory) -> None:
+    with pytest.raises(TypeError, match="'name'"):
+        sg.DynamicPool(factory)  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +169,7 @@ def test_defaults_are_the_seeds(factory: Factory) -> None:
 def test_invalid_arguments_name_the_argument(
     options: dict[str, Any], error: type[Exception], argument: str
 ) -> None:
-    options = {"factory": None, **options}
+    options = {"factory": None, "name": "engines", **options}
     factory = options.pop("factory")
     with pytest.raises(error, match=argument):
         sg.DynamicPool(factory, **options)
@@ -188,7 +196,7 @@ def test_factory_error_in_constructor_propagates_and_closes_what_was_made() -> N
         return made[-1]
 
     with pytest.raises(RuntimeError) as info:
-        sg.DynamicPool(factory, min_size=3)
+        sg.DynamicPool(factory, min_size=3, name="engines")
     assert info.value is boom
     assert [e.closes for e in made] == [1, 1]
 
@@ -197,7 +205,10 @@ def test_timedelta_options_are_accepted(factory: Factory) -> None:
     from datetime import timedelta
 
     with sg.DynamicPool(
-        factory, scale_interval=timedelta(minutes=1), acquire_timeout=timedelta(seconds=2)
+        factory,
+        scale_interval=timedelta(minutes=1),
+        acquire_timeout=timedelta(seconds=2),
+        name="engines",
     ) as pool:
         assert (pool._autoscaler.interval, pool._acquire_timeout) == (60.0, 2.0)
 
@@ -468,7 +479,7 @@ def test_lease_releases_on_error(make_pool: Callable[..., sg.DynamicPool[Engine]
 
 def test_async_lease_and_context_managers(factory: Factory) -> None:
     async def main() -> None:
-        async with sg.DynamicPool(factory, min_size=1, max_size=2) as pool:
+        async with sg.DynamicPool(factory, min_size=1, max_size=2, name="engines") as pool:
             async with pool.lease_async() as engine:
                 assert engine is factory.made[0]
                 assert pool.stats().in_use == 1
@@ -500,7 +511,7 @@ def test_unhashable_resources_work() -> None:
     def make() -> dict[str, int]:
         return {}
 
-    with sg.DynamicPool(make, min_size=1, max_size=2) as pool:
+    with sg.DynamicPool(make, min_size=1, max_size=2, name="engines") as pool:
         a = pool.acquire()
         b = pool.acquire()
         assert a == b
@@ -523,13 +534,13 @@ def test_release_unknown_or_twice_raises(make_pool: Callable[..., sg.DynamicPool
 
 def test_factory_returning_a_pooled_object_is_refused() -> None:
     shared = Engine(0)
-    with sg.DynamicPool(lambda: shared, min_size=0, max_size=2) as pool:
+    with sg.DynamicPool(lambda: shared, min_size=0, max_size=2, name="engines") as pool:
         assert pool.acquire() is shared
         with pytest.raises(ValueError, match="already in the pool"):
             pool.acquire()
         assert sizes(pool) == (1, 1, 0, 0)
     with pytest.raises(ValueError, match="same object"):
-        sg.DynamicPool(lambda: shared, min_size=2)
+        sg.DynamicPool(lambda: shared, min_size=2, name="engines")
 
 
 # -- factory faults -------------------------------------------------------------------------
@@ -562,7 +573,7 @@ def test_async_factory_error_reaches_the_caller(factory: Factory) -> None:
     boom = ValueError("bad config")
 
     async def main() -> None:
-        async with sg.DynamicPool(factory, min_size=0, max_size=1) as pool:
+        async with sg.DynamicPool(factory, min_size=0, max_size=1, name="engines") as pool:
             factory.fail_with = boom
             with pytest.raises(ValueError, match="bad config") as info:
                 await pool.acquire_async()
@@ -588,7 +599,9 @@ def test_a_failed_creation_hands_its_slot_to_a_waiter() -> None:
             raise boom
         return Engine(len(calls))
 
-    with sg.DynamicPool(factory, min_size=0, max_size=1, scale_interval=NEVER) as pool:
+    with sg.DynamicPool(
+        factory, min_size=0, max_size=1, scale_interval=NEVER, name="engines"
+    ) as pool:
         errors: list[BaseException] = []
         got: list[tuple[Engine, bool, float]] = []
 
@@ -622,7 +635,9 @@ def test_a_failed_creation_hands_its_slot_to_a_waiter() -> None:
 
 
 def test_acquire_timeout_raises_and_leaves_nothing_behind(factory: Factory) -> None:
-    with sg.DynamicPool(factory, min_size=1, max_size=1, acquire_timeout=0.05) as pool:
+    with sg.DynamicPool(
+        factory, min_size=1, max_size=1, acquire_timeout=0.05, name="engines"
+    ) as pool:
         held = pool.acquire()
         start = time.monotonic()
         with pytest.raises(sg.PoolTimeoutError) as info:
@@ -643,7 +658,7 @@ def test_acquire_timeout_raises_and_leaves_nothing_behind(factory: Factory) -> N
 
 def test_async_timeout_leaves_nothing_behind(factory: Factory) -> None:
     async def main() -> None:
-        async with sg.DynamicPool(factory, min_size=1, max_size=1) as pool:
+        async with sg.DynamicPool(factory, min_size=1, max_size=1, name="engines") as pool:
             held = await pool.acquire_async()
             with pytest.raises(sg.PoolTimeoutError):
                 await pool.acquire_async(timeout=0.02)
@@ -656,7 +671,7 @@ def test_async_timeout_leaves_nothing_behind(factory: Factory) -> None:
 
 
 def test_max_waiting_rejects_at_once(factory: Factory) -> None:
-    with sg.DynamicPool(factory, min_size=1, max_size=1, max_waiting=1) as pool:
+    with sg.DynamicPool(factory, min_size=1, max_size=1, max_waiting=1, name="engines") as pool:
         held = pool.acquire()
         waiter = threading.Thread(target=lambda: pool.release(pool.acquire()))
         waiter.start()
@@ -672,7 +687,7 @@ def test_max_waiting_rejects_at_once(factory: Factory) -> None:
 
 
 def test_max_waiting_zero_never_waits(factory: Factory) -> None:
-    with sg.DynamicPool(factory, min_size=1, max_size=1, max_waiting=0) as pool:
+    with sg.DynamicPool(factory, min_size=1, max_size=1, max_waiting=0, name="engines") as pool:
         held = pool.acquire()
         with pytest.raises(sg.PoolFullError):
             pool.acquire()
@@ -680,7 +695,7 @@ def test_max_waiting_zero_never_waits(factory: Factory) -> None:
 
 
 def test_thread_waiters_are_served_in_arrival_order(factory: Factory) -> None:
-    with sg.DynamicPool(factory, min_size=1, max_size=1) as pool:
+    with sg.DynamicPool(factory, min_size=1, max_size=1, name="engines") as pool:
         held = pool.acquire()
         order: list[int] = []
 
@@ -702,7 +717,7 @@ def test_thread_waiters_are_served_in_arrival_order(factory: Factory) -> None:
 
 def test_task_waiters_are_served_in_arrival_order(factory: Factory) -> None:
     async def main() -> list[int]:
-        async with sg.DynamicPool(factory, min_size=1, max_size=1) as pool:
+        async with sg.DynamicPool(factory, min_size=1, max_size=1, name="engines") as pool:
             held = await pool.acquire_async()
             order: list[int] = []
 
@@ -751,7 +766,9 @@ def test_a_resource_handed_over_as_the_wait_times_out_is_taken(
         self.bell = LateBell()  # type: ignore[assignment]
 
     monkeypatch.setattr(_ThreadWaiter, "__init__", init)
-    with sg.DynamicPool(factory, min_size=1, max_size=1, scale_interval=NEVER) as pool:
+    with sg.DynamicPool(
+        factory, min_size=1, max_size=1, scale_interval=NEVER, name="engines"
+    ) as pool:
         held = pool.acquire()
         got: list[object] = []
 
@@ -797,7 +814,7 @@ def test_wait_time_is_measured_by_the_pool_clock(
 
 def test_cancelled_waiter_leaves_the_queue(factory: Factory) -> None:
     async def main() -> None:
-        async with sg.DynamicPool(factory, min_size=1, max_size=1) as pool:
+        async with sg.DynamicPool(factory, min_size=1, max_size=1, name="engines") as pool:
             held = await pool.acquire_async()
             task = asyncio.create_task(pool.acquire_async())
             await asyncio.sleep(0)
@@ -814,7 +831,7 @@ def test_cancelled_waiter_leaves_the_queue(factory: Factory) -> None:
 
 def test_resource_handed_to_a_cancelled_waiter_goes_back(factory: Factory) -> None:
     async def main() -> None:
-        async with sg.DynamicPool(factory, min_size=1, max_size=1) as pool:
+        async with sg.DynamicPool(factory, min_size=1, max_size=1, name="engines") as pool:
             held = await pool.acquire_async()
             doomed = asyncio.create_task(pool.acquire_async())
             await asyncio.sleep(0)
@@ -831,7 +848,7 @@ def test_resource_handed_to_a_cancelled_waiter_goes_back(factory: Factory) -> No
 
 def test_resource_handed_to_a_cancelled_waiter_goes_to_the_next(factory: Factory) -> None:
     async def main() -> None:
-        async with sg.DynamicPool(factory, min_size=1, max_size=1) as pool:
+        async with sg.DynamicPool(factory, min_size=1, max_size=1, name="engines") as pool:
             held = await pool.acquire_async()
             doomed = asyncio.create_task(pool.acquire_async())
             await asyncio.sleep(0)
@@ -862,7 +879,7 @@ def test_slot_handed_to_a_cancelled_waiter_is_given_back() -> None:
         return Engine(len(calls))
 
     async def main() -> None:
-        pool = sg.DynamicPool(factory, min_size=0, max_size=1, scale_interval=NEVER)
+        pool = sg.DynamicPool(factory, min_size=0, max_size=1, scale_interval=NEVER, name="engines")
         failures: list[BaseException] = []
 
         def create() -> None:
@@ -897,7 +914,7 @@ def test_slot_handed_to_a_cancelled_waiter_is_given_back() -> None:
 
 
 def test_close_closes_idle_now_and_leased_on_release(factory: Factory) -> None:
-    pool = sg.DynamicPool(factory, min_size=3, max_size=4)
+    pool = sg.DynamicPool(factory, min_size=3, max_size=4, name="engines")
     held = pool.acquire()
     pool.close()
     assert pool.closed
@@ -917,7 +934,7 @@ def test_close_closes_idle_now_and_leased_on_release(factory: Factory) -> None:
 
 
 def test_close_wakes_thread_and_task_waiters(factory: Factory) -> None:
-    pool = sg.DynamicPool(factory, min_size=1, max_size=1)
+    pool = sg.DynamicPool(factory, min_size=1, max_size=1, name="engines")
     held = pool.acquire()
     errors: list[BaseException] = []
 
@@ -954,7 +971,7 @@ def test_close_callback_errors_are_logged(caplog: pytest.LogCaptureFixture) -> N
         raise OSError("socket already gone")
 
     counter = iter(range(100))
-    pool = sg.DynamicPool(lambda: Engine(next(counter)), close=close, min_size=2)
+    pool = sg.DynamicPool(lambda: Engine(next(counter)), close=close, min_size=2, name="engines")
     held = pool.acquire()
     with caplog.at_level(logging.ERROR, logger="switchgear"):
         pool.close()
@@ -967,7 +984,7 @@ def test_close_callback_errors_are_logged(caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_default_close_only_when_the_resource_has_one() -> None:
-    with sg.DynamicPool(object, min_size=2):
+    with sg.DynamicPool(object, min_size=2, name="engines"):
         pass  # objects without close() are fine
     engines: list[Engine] = []
 
@@ -975,7 +992,7 @@ def test_default_close_only_when_the_resource_has_one() -> None:
         engines.append(Engine(len(engines)))
         return engines[-1]
 
-    with sg.DynamicPool(factory, min_size=2):
+    with sg.DynamicPool(factory, min_size=2, name="engines"):
         pass
     assert [e.closes for e in engines] == [1, 1]
 
@@ -991,7 +1008,7 @@ def test_creation_finishing_after_close_is_closed() -> None:
         made.append(Engine(0))
         return made[-1]
 
-    pool = sg.DynamicPool(factory, min_size=0, max_size=1)
+    pool = sg.DynamicPool(factory, min_size=0, max_size=1, name="engines")
     errors: list[BaseException] = []
 
     def acquire() -> None:

@@ -94,6 +94,7 @@ def test_seed_scales_up_under_load_then_back_to_min_size() -> None:
         scale_up_threshold=0.5,
         scale_down_threshold=0.2,
         scale_interval=0.1,
+        name="engines",
     )
     engines = [pool.acquire() for _ in range(2)]
     wait_until(lambda: pool.stats().total > 2)  # the seed sleeps 0.2 s and asserts this
@@ -121,7 +122,7 @@ def test_seed_scales_up_under_load_then_back_to_min_size() -> None:
 def test_threads_never_share_a_resource() -> None:
     factory = Factory()
     # A busy autoscaler retires and pre-warms underneath the workers.
-    pool = sg.DynamicPool(factory, min_size=1, max_size=4, scale_interval=0.002)
+    pool = sg.DynamicPool(factory, min_size=1, max_size=4, scale_interval=0.002, name="engines")
     holders = Holders(limit=4)
     errors: list[BaseException] = []
     slow = [0] * 8
@@ -174,7 +175,7 @@ def test_tasks_never_share_a_resource_and_the_loop_keeps_ticking() -> None:
         # Created up front: cold starts from coroutines happen on threads of their own, so
         # how many tasks overlap while they arrive depends on the scheduler (they have tests
         # of their own in test_pool_slow_factory.py).
-        pool = sg.DynamicPool(factory, min_size=4, max_size=4, scale_interval=0.01)
+        pool = sg.DynamicPool(factory, min_size=4, max_size=4, scale_interval=0.01, name="engines")
         done = asyncio.Event()
         gaps: list[float] = []
 
@@ -216,7 +217,7 @@ def test_tasks_never_share_a_resource_and_the_loop_keeps_ticking() -> None:
 @pytest.mark.timeout(60)
 def test_async_waiters_do_not_block_the_loop_while_a_thread_holds_everything() -> None:
     async def main() -> None:
-        async with sg.DynamicPool(None, min_size=1, max_size=1) as pool:
+        async with sg.DynamicPool(None, min_size=1, max_size=1, name="engines") as pool:
             slot = pool.acquire()
             waiter = asyncio.create_task(pool.acquire_async())
             loop = asyncio.get_running_loop()
@@ -242,7 +243,7 @@ def test_async_waiters_do_not_block_the_loop_while_a_thread_holds_everything() -
 @pytest.mark.timeout(60)
 def test_threads_and_tasks_share_one_pool_with_timeouts_and_cancellations() -> None:
     factory = Factory()
-    pool = sg.DynamicPool(factory, min_size=0, max_size=3, scale_interval=0.003)
+    pool = sg.DynamicPool(factory, min_size=0, max_size=3, scale_interval=0.003, name="engines")
     holders = Holders(limit=3)
     errors: list[BaseException] = []
     outcomes = {"ok": 0, "timeout": 0, "cancelled": 0}
@@ -317,7 +318,7 @@ def test_threads_and_tasks_share_one_pool_with_timeouts_and_cancellations() -> N
 
 
 def test_a_waiter_on_a_closed_loop_gives_its_resource_back() -> None:
-    pool = sg.DynamicPool(None, min_size=1, max_size=1, scale_interval=3600)
+    pool = sg.DynamicPool(None, min_size=1, max_size=1, scale_interval=3600, name="engines")
     slot = pool.acquire()
     loop = asyncio.new_event_loop()
     task = loop.create_task(pool.acquire_async())
@@ -335,7 +336,7 @@ def test_a_waiter_on_a_closed_loop_gives_its_resource_back() -> None:
 
 
 def test_an_abandoned_pool_is_collected_and_its_thread_stops() -> None:
-    pool = sg.DynamicPool(None, min_size=1, max_size=2, scale_interval=0.01)
+    pool = sg.DynamicPool(None, min_size=1, max_size=2, scale_interval=0.01, name="engines")
     thread = pool._autoscaler.thread
     assert thread is not None
     assert thread.is_alive()
@@ -348,7 +349,7 @@ def test_an_abandoned_pool_is_collected_and_its_thread_stops() -> None:
 
 
 def test_close_stops_the_autoscaler_promptly() -> None:
-    pool = sg.DynamicPool(None, min_size=1, max_size=2, scale_interval=600)
+    pool = sg.DynamicPool(None, min_size=1, max_size=2, scale_interval=600, name="engines")
     thread = pool._autoscaler.thread
     assert thread is not None
     started = time.monotonic()
@@ -369,6 +370,7 @@ def test_forked_child_gets_a_working_pool_and_a_new_autoscaler() -> None:
         scale_up_threshold=0.5,
         scale_down_threshold=0.2,
         scale_interval=0.02,
+        name="engines",
     )
     parent_thread = pool._autoscaler.thread
     # Another thread holds the pool's lock at the moment of the fork: the child must not

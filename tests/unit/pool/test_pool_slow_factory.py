@@ -217,4 +217,4 @@ def test_an_async_factory_is_refused_by_name() -> None:
 
     for factory in (connect, AsyncCallable()):
         with pytest.raises(TypeError, match="factory"):
-            sg.DynamicPool(factory, min_size=0)
+            sg.DynamicPool(factory, min_size=0, name="engines")

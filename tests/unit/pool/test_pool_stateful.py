@@ -69,6 +69,7 @@ class PoolMachine(RuleBasedStateMachine):
             scale_down_threshold=down,
             scale_interval=3600,  # the real-time thread never steps this
             clock=self.clock,
+            name="engines",
         )
         self.idle = list(self.made)
 
