@@ -62,7 +62,7 @@ async def healthz() -> dict[str, str]:
 app = ASGIMiddleware(
     api,
     # One breaker per route template ("GET /reports/{kind}"): 3 failures in a row open it
-    # for 10 s (the library's defaults are the seed's: 5 failures, 30 s).
+    # for 10 s (the library's defaults: 5 failures, 30 s).
     breaker_options={"failure_threshold": 3, "open_timeout": 10.0},
     exclude_paths=("/healthz", "/admin/*"),
     endpoint_auth=os.environ.get("METRICS_TOKEN") or None,

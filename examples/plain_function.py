@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     with rates_service() as base_url:
         breaker = sg.CircuitBreaker(
             "fx-rates",
-            failure_threshold=3,  # the seed's default is 5
-            success_threshold=1,  # the seed's default is 3
-            open_timeout=args.open_timeout,  # the seed's default is 30 s
+            failure_threshold=3,  # the default is 5
+            success_threshold=1,  # the default is 3
+            open_timeout=args.open_timeout,  # the default is 30 s
             on_state_change=log_transition,
         )
         # Up to 4 HTTP clients, created on demand (a "cold start"), closed with the pool.

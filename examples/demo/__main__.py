@@ -8,7 +8,7 @@ makes the connection pool grow, then shrink. One line per second shows what happ
     t= 9s  rps=112 (ok 61, 5xx 0, rejected 51)  payments=OPEN(retry 1.4s)  trips=1
            pool=8/8 in_use=7 waiting=2  [payments HALF_OPEN->OPEN]
 
-Afterwards ``/metrics`` and ``/switchgear/status`` stay up for ``--serve-for`` seconds (point
+Afterwards ``/metrics`` and ``/switchgear`` stay up for ``--serve-for`` seconds (point
 Prometheus or curl at them), then the server shuts down. Ctrl-C (or SIGTERM) stops it at any
 point, cleanly. ``--no-scenario`` only serves the app, without traffic.
 """

@@ -13,7 +13,7 @@ Routes (every one has its own breaker and metrics, keyed by its route template):
 * ``GET /admin/faults`` shows the fault controls and ``POST /admin/faults`` (a JSON object
   with any of ``payments_failing``, ``inventory_latency``) changes them: that is how tests
   and operators inject faults into a running server. Not counted in the metrics.
-* ``/metrics`` (Prometheus text) and ``/switchgear/status`` (JSON) are served by the
+* ``/metrics`` (Prometheus text) and ``/switchgear`` (JSON) are served by the
   middleware.
 
 Run it with the scripted scenario: ``python -m examples.demo``; or on its own:
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 METRICS_PATH = "/metrics"
-STATUS_PATH = "/switchgear/status"
+STATUS_PATH = "/switchgear"  # the middleware's default
 #: The middleware's keys (and ``name`` labels) of the two routes.
 PAYMENTS_ROUTE = "GET /payments/charge"
 INVENTORY_ROUTE = "GET /inventory/{sku}"

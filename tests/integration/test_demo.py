@@ -120,7 +120,7 @@ def test_demo_trips_recovers_scales_and_serves_metrics(demo_run: Demo) -> None:
     # While it serves: /metrics and the status document answer, with the scenario's story.
     with httpx.Client(base_url=base, timeout=5.0) as client:
         metrics = client.get("/metrics")
-        status = client.get("/switchgear/status")
+        status = client.get("/switchgear")
     assert metrics.status_code == 200, metrics.text
     assert status.status_code == 200, status.text
     samples = {

@@ -1,8 +1,11 @@
-"""Every ```python block in README.md and docs/*.md runs.
+"""Every ```python block in README.md and docs/*.md runs, each on its own.
 
-A page's blocks run in order in one namespace (later blocks use names from earlier ones), in
-a fresh interpreter per page, so global state (prometheus_client's default registry, shared
-breakers) starts empty, as it does for a reader. Tracebacks name the page and line.
+Each block runs in a fresh interpreter, so it must carry its own imports and setup, as it
+does for a reader who copies one block; global state (prometheus_client's default registry,
+shared breakers) starts empty. A block preceded by ``<!-- snippet: continues -->`` is the
+next step of the block before it (a tutorial's steps): it runs after that one, in the same
+interpreter and namespace. Tracebacks name the page and line. The environment has
+``METRICS_TOKEN`` set, as a deployment would.
 
 Blocks in other languages (console, text, yaml, promql, json, ...) are not run; a fence with
 no language is an error, so Python cannot hide in one. A Python block that must not run is
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ import switchgear as sg
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP_MARKER = "<!-- snippet: skip -->"
+CONTINUE_MARKER = "<!-- snippet: continues -->"
 PYTHON_LANGS = {"python", "py", "python3"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 
@@ -48,6 +53,7 @@ class Block:
     lang: str
     code: str
     skip: bool
+    continues: bool = False
 
 
 def pages() -> list[Path]:
@@ -79,7 +85,10 @@ def parse(path: Path) -> list[Block]:
             j += 1
         else:
             raise AssertionError(f"{rel}:{i + 1}: unclosed code fence")
-        blocks.append(Block(rel, i + 2, lang, "\n".join(body) + "\n", previous == SKIP_MARKER))
+        code = "\n".join(body) + "\n"
+        blocks.append(
+            Block(rel, i + 2, lang, code, previous == SKIP_MARKER, previous == CONTINUE_MARKER)
+        )
         i = j + 1
     return blocks
 
@@ -132,30 +141,59 @@ def test_snippet_pages_found() -> None:
         assert page in PYTHON_PAGES, page
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("page", PYTHON_PAGES)
-def test_page_snippets_run(page: str, tmp_path: Path) -> None:
-    blocks = [
-        {"where": f"{b.page}:{b.line}", "code": b.code}
-        for b in ALL_BLOCKS[page]
-        if b.lang in PYTHON_LANGS and not b.skip
-    ]
+def chains(page: str) -> list[list[Block]]:
+    """The page's runnable Python blocks, grouped: a block and the blocks that continue it."""
+    groups: list[list[Block]] = []
+    for b in ALL_BLOCKS[page]:
+        if b.lang not in PYTHON_LANGS or b.skip:
+            continue
+        if b.continues:
+            assert groups, f"{b.page}:{b.line}: the first Python block cannot continue another"
+            groups[-1].append(b)
+        else:
+            groups.append([b])
+    return groups
+
+
+def run_chain(chain: list[Block], cwd: Path) -> subprocess.CompletedProcess[str]:
+    blocks = [{"where": f"{b.page}:{b.line}", "code": b.code} for b in chain]
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run(
+    env["METRICS_TOKEN"] = "docs-snippet-token"
+    return subprocess.run(
         [sys.executable, "-c", RUNNER],
         input=json.dumps(blocks),
-        cwd=tmp_path,  # snippets that write files write them here
+        cwd=cwd,  # snippets that write files write them here
         env=env,
         capture_output=True,
         text=True,
         timeout=100,
         check=False,
     )
-    assert proc.returncode == 0, (
+
+
+def test_continuations_are_few() -> None:
+    # Tutorials may build step by step; reference pages show self-contained blocks.
+    continued = {b.page for blocks in ALL_BLOCKS.values() for b in blocks if b.continues}
+    assert continued <= {"docs/quickstart.md"}, continued
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("page", PYTHON_PAGES)
+def test_page_snippets_run(page: str, tmp_path: Path) -> None:
+    groups = chains(page)
+    dirs = [tmp_path / str(i) for i in range(len(groups))]
+    for d in dirs:
+        d.mkdir()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run_chain, groups, dirs))
+    failed = [
         f"a Python block of {page} failed\n--- stdout\n{proc.stdout[-4000:]}\n"
         f"--- stderr\n{proc.stderr[-6000:]}"
-    )
+        for proc in results
+        if proc.returncode != 0
+    ]
+    assert not failed, "\n".join(failed)
 
 
 # -- docs/configuration.md against the real signatures ---------------------------------------
@@ -240,3 +278,23 @@ def test_configuration_reference_matches_signatures() -> None:
         if stale:
             problems.append(f"{targets}: documented options that do not exist: {sorted(stale)}")
     assert not problems, "\n".join(problems)
+
+
+# -- words a reader cannot follow -------------------------------------------------------------
+
+# The documentation is for users: nothing in it may point to where the project came from or
+# to documents that are not in the repository.
+INSIDER_WORDS = re.compile(
+    r"\bseed(?:'s|s)?\b|design contract|design doc|DESIGN\.md|§|\bsession\b", re.IGNORECASE
+)
+
+
+def test_user_docs_speak_to_users() -> None:
+    found = []
+    for path in pages():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for m in INSIDER_WORDS.finditer(line):
+                found.append(
+                    f"{path.relative_to(ROOT)}:{number}: {m.group(0)!r} in {line.strip()!r}"
+                )
+    assert not found, "\n".join(found)

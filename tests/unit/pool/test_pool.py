@@ -226,7 +226,7 @@ def test_read_only_attributes(make_pool: Callable[..., sg.DynamicPool[Engine]]) 
 @pytest.mark.parametrize(
     ("util", "total", "idle", "lo", "hi", "expected"),
     [
-        (1.0, 2, 0, 2, 8, 2),  # the seed's test: 2 of 2 busy, up 0.5 -> 4
+        (1.0, 2, 0, 2, 8, 2),  # 2 of 2 busy, up 0.5 -> 4
         (0.6, 2, 0, 2, 8, 1),  # just above: at least one more
         (0.5, 2, 1, 2, 8, 0),  # on the threshold: no action
         (3.0, 4, 0, 2, 8, 4),  # 8 busy + waiting on 4 -> capped at max_size
@@ -286,7 +286,7 @@ def test_a_spike_at_the_end_of_an_interval_does_not_scale_up(
     clock.advance(9.0)
     held = [pool.acquire(), pool.acquire()]  # 100 % busy, but only for the last second
     clock.advance(1.0)
-    assert pool.check_and_scale() == 0  # average 0.1: the seed would have seen 1.0
+    assert pool.check_and_scale() == 0  # average 0.1: one sample at the tick would have seen 1.0
     assert pool.stats().total == 2
     clock.advance(10.0)  # now sustained for a whole interval
     assert pool.check_and_scale() == 2
