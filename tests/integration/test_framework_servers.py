@@ -77,3 +77,41 @@ def test_ignored_exception_leaves_the_route_closed(server: Server) -> None:
         sample(samples, "switchgear_requests_total", name="GET /ignored", outcome="success") == 10
     )
     assert sample(samples, "switchgear_requests_total", name="GET /ignored", outcome="error") == 0
+
+
+def test_django_under_gunicorn(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "tests.apps.django_app:application"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"]
+    server = start(argv, {}, tmp_path, port)
+    try:
+        with server.client() as c:
+            for pk in range(5):
+                assert c.get(f"/items/{pk}/").json() == {"id": pk}
+            assert c.get("/dep/").json() == {"inventory": "ok"}
+            c.get("/control/fail")
+            assert c.get("/dep/").status_code == 500  # opens the inventory breaker
+            for _ in range(50):
+                r = c.get("/dep/")
+                assert r.status_code == 503
+                assert r.json()["name"] == "django-inventory"
+                assert 59 <= int(r.headers["retry-after"]) <= 60
+            for _ in range(5):
+                assert c.get("/ignored/").status_code == 500
+            doc = c.get("/switchgear").json()
+            samples = scrape(c)
+    finally:
+        server.stop()
+    names = doc["names"]
+    assert names["GET /dep/"]["circuit_breaker"]["state"] == "closed"
+    assert names["GET /ignored/"]["circuit_breaker"]["state"] == "closed"
+    assert (
+        sample(samples, "switchgear_requests_total", name="GET /items/<int:pk>/", outcome="success")
+        == 5
+    )
+    assert (
+        sample(samples, "switchgear_rejected_total", name="GET /dep/", reason="circuit_open") == 50
+    )
+    assert (
+        sample(samples, "switchgear_requests_total", name="GET /ignored/", outcome="success") == 5
+    )
