@@ -149,6 +149,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         breaker_per_route: bool = True,
         failure_status: Callable[[int], bool] = default_failure_status,
         breaker_options: Mapping[str, Any] | None = None,
+        route_breaker_options: Mapping[str, Mapping[str, Any]] | None = None,
         pool: DynamicPool[Any] | None = None,
         exclude_paths: Iterable[str] = (),
         endpoint_auth: str | Callable[[Headers], Any] | None = None,

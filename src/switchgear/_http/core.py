@@ -56,8 +56,9 @@ from .options import (
     probe_breaker,
 )
 from .options import breaker_options as breaker_options_
+from .options import route_breaker_options as route_breaker_options_
 from .render_gate import RenderGate
-from .routes import EXCEPTION_KEY, OTHER, UNMATCHED, EndpointIndex, RouteCache
+from .routes import EXCEPTION_KEY, METHODS, OTHER, UNMATCHED, EndpointIndex, RouteCache
 from .ticket import Route, Ticket
 
 __all__ = ["ENDPOINT_METHODS", "GLOBAL_BREAKER_NAME", "HttpCore", "HttpMiddlewareBase"]
@@ -113,6 +114,11 @@ class HttpCore:
         self.breaker_per_route = breaker_per_route
         self.failure_status: Callable[[Any], object] = v.callable_("failure_status", failure_status)
         self.breaker_options = breaker_options_(breaker_options, self.clock)
+        self.route_breaker_options = route_breaker_options_(
+            o.route_breaker_options, self.breaker_options, METHODS
+        )
+        if self.route_breaker_options and not breaker_per_route:
+            raise ValueError("route_breaker_options needs breaker_per_route=True")
         # Every route's breaker has these options, so this one classifies exceptions for all.
         self.classify = probe_breaker(self.breaker_options).classify
         if pool is not None and not isinstance(pool, DynamicPool):
@@ -284,7 +290,7 @@ class HttpCore:
         else:
             # Shared by name with another middleware on this registry (or @protected on the
             # default one): one name, one breaker, whose state is the one exported.
-            options = self.breaker_options
+            options = self.route_breaker_options.get(key, self.breaker_options)
             breaker = shared_breaker(key, lambda: CircuitBreaker(key, **options), self.registry)
             metrics.attach(breaker)
         if self.pool is not None and not self._pool_attached:

@@ -27,6 +27,7 @@ __all__ = [
     "int_option",
     "path_option",
     "probe_breaker",
+    "route_breaker_options",
 ]
 
 
@@ -47,6 +48,7 @@ class HttpOptions:
     breaker_per_route: bool = True
     failure_status: Callable[[int], bool] = default_failure_status
     breaker_options: Mapping[str, Any] | None = None
+    route_breaker_options: Mapping[str, Mapping[str, Any]] | None = None
     pool: DynamicPool[Any] | None = None
     exclude_paths: Iterable[str] = ()
     endpoint_auth: str | Callable[[Headers], Any] | None = None
@@ -124,9 +126,48 @@ def breaker_options(value: object, clock: Callable[[], float]) -> dict[str, Any]
     return options
 
 
-def probe_breaker(options: dict[str, Any]) -> CircuitBreaker:
+def probe_breaker(options: dict[str, Any], where: str = "breaker_options") -> CircuitBreaker:
     """A breaker built from ``options`` now, so a bad option fails here, not on a request."""
     try:
         return CircuitBreaker("breaker_options", **options)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"breaker_options: {exc}") from None
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+# Classification runs before the route is known (an exception is judged as it escapes), so
+# it is one rule for every route.
+_ROUTE_WIDE = frozenset({"name", "failure_on", "ignore_on", "clock"})
+
+
+def route_breaker_options(
+    value: object, base: dict[str, Any], methods: frozenset[str]
+) -> dict[str, dict[str, Any]]:
+    """``route_breaker_options``: per route key, ``base`` with that route's overrides."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            "route_breaker_options must be a mapping of route keys to breaker options, "
+            f"not {type(value).__name__}"
+        )
+    routes: dict[str, dict[str, Any]] = {}
+    for key, overrides in value.items():
+        method, _, template = key.partition(" ") if isinstance(key, str) else ("", "", "")
+        if method not in methods or not template.startswith("/"):
+            raise ValueError(
+                f"route_breaker_options keys are route keys as /metrics shows them, "
+                f"'METHOD /template' (for example 'GET /items/{{id}}'), got {key!r}"
+            )
+        where = f"route_breaker_options[{key!r}]"
+        if not isinstance(overrides, Mapping):
+            raise TypeError(f"{where} must be a mapping, not {type(overrides).__name__}")
+        shared = _ROUTE_WIDE.intersection(overrides)
+        if shared:
+            raise ValueError(
+                f"{where} must not set {', '.join(sorted(shared))}: that applies to every "
+                "route (set it in breaker_options)"
+            )
+        merged = {**base, **overrides}
+        probe_breaker(merged, where)
+        routes[key] = merged
+    return routes

@@ -99,7 +99,7 @@ def client(app: Any) -> httpx.AsyncClient:
 
 
 def route_state(mw: ASGIMiddleware | WSGIMiddleware, key: str) -> BreakerState:
-    return mw._core.routes()[key].breaker.state
+    return mw.breakers()[key].state
 
 
 async def test_inner_open_breaker_answers_503_and_spares_the_route() -> None:
@@ -297,3 +297,34 @@ def test_install_validates_its_arguments() -> None:
         install_starlette(FastAPI(), pool_full_status=200)
     with pytest.raises(TypeError, match="pool_full_status"):
         install_flask(Flask(__name__), pool_full_status="503")  # type: ignore[arg-type]
+
+
+async def test_route_breaker_options_apply_to_their_route_only() -> None:
+    clock, registry = FakeClock(), CollectorRegistry()
+    api = FastAPI()
+
+    @api.get("/fragile")
+    async def fragile() -> None:
+        raise Broken("down")
+
+    @api.get("/sturdy")
+    async def sturdy() -> None:
+        raise Broken("down")
+
+    install_starlette(api)
+    mw = ASGIMiddleware(
+        api,
+        breaker_options=OPTIONS,  # 3 failures open a route
+        route_breaker_options={"GET /fragile": {"failure_threshold": 1, "open_timeout": 5.0}},
+        registry=registry,
+        clock=clock,
+    )
+    async with client(mw) as c:
+        fragile_statuses = [(await c.get("/fragile")).status_code for _ in range(2)]
+        sturdy_statuses = [(await c.get("/sturdy")).status_code for _ in range(4)]
+        assert fragile_statuses == [500, 503]
+        assert sturdy_statuses == [500, 500, 500, 503]
+        assert (await c.get("/fragile")).headers["retry-after"] == "5"
+    breakers = mw.breakers()
+    assert breakers["GET /fragile"].failure_threshold == 1
+    assert breakers["GET /sturdy"].failure_threshold == 3

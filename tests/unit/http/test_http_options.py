@@ -19,6 +19,7 @@ OPTIONS = [
     "breaker_per_route",
     "failure_status",
     "breaker_options",
+    "route_breaker_options",
     "pool",
     "exclude_paths",
     "endpoint_auth",
@@ -70,3 +71,26 @@ def test_app_by_keyword_and_errors_name_the_argument(cls: Any, first: str) -> No
         cls(app, "/metrics")  # options are keyword-only
     with pytest.raises(ValueError, match="max_routes"):
         cls(app, max_routes=0)
+
+
+def test_route_breaker_options_are_validated_and_name_the_route() -> None:
+    reg = CollectorRegistry()
+    with pytest.raises(ValueError, match=r"'METHOD /template'.*got '/search'"):
+        ASGIMiddleware(app, route_breaker_options={"/search": {}}, registry=reg)
+    with pytest.raises(
+        ValueError, match=r"route_breaker_options\['GET /search'\]: .*failure_threshold"
+    ):
+        ASGIMiddleware(
+            app, route_breaker_options={"GET /search": {"failure_threshold": 0}}, registry=reg
+        )
+    with pytest.raises(ValueError, match="must not set ignore_on"):
+        ASGIMiddleware(app, route_breaker_options={"GET /x": {"ignore_on": KeyError}}, registry=reg)
+    with pytest.raises(TypeError, match="must be a mapping"):
+        WSGIMiddleware(app, route_breaker_options={"GET /x": 5}, registry=reg)  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="needs breaker_per_route=True"):
+        WSGIMiddleware(
+            app,
+            breaker_per_route=False,
+            route_breaker_options={"GET /x": {"failure_threshold": 2}},
+            registry=reg,
+        )
