@@ -52,6 +52,12 @@ class RedisStorage(_Storage):
       (degraded mode: ``storage.degraded``, ``breaker.storage_degraded``, one log line) and
       adopt Redis's state again as soon as it answers. Calls never wait for Redis.
     * ``key_ttl`` (seconds, default 86400): keys expire this long after their last write.
+    * ``push`` (default True): listen for the transitions other processes make (Redis
+      pub/sub, one connection per storage) and refresh a breaker the moment it changes. An
+      idle breaker then costs Redis nothing: one ``PING`` per storage every
+      ``max_staleness / 2`` replaces the per-breaker refresh, which comes back only while the
+      subscription is down. ``push=False`` always refreshes every breaker every
+      ``max_staleness / 2`` (for a Redis that refuses pub/sub).
 
     With a synchronous client the exchanges run on a daemon thread (give the client a
     ``socket_timeout`` so that thread cannot hang on a dead connection); with an asyncio
@@ -75,6 +81,7 @@ class RedisStorage(_Storage):
         max_staleness: v.Seconds = 1.0,
         timeout: v.Seconds = 0.25,
         key_ttl: v.Seconds = 86400.0,
+        push: bool = True,
     ) -> None:
         if not isinstance(client, (redis.Redis, redis.asyncio.Redis)):
             raise TypeError(
@@ -96,6 +103,8 @@ class RedisStorage(_Storage):
         op_timeout = v.seconds("timeout", timeout)
         if op_timeout > 30.0:
             raise ValueError(f"timeout must be <= 30 seconds, got {op_timeout!r}")
+        if not isinstance(push, bool):
+            raise TypeError(f"push must be a bool, not {type(push).__name__}")
         ttl = v.seconds("key_ttl", key_ttl)
         if ttl < 1.0:
             raise ValueError(f"key_ttl must be >= 1 second, got {ttl!r}")
@@ -103,9 +112,9 @@ class RedisStorage(_Storage):
         self.key_prefix = key_prefix
         driver: Callable[[_Ledger], _Driver]
         if isinstance(client, redis.asyncio.Redis):
-            driver = functools.partial(_TaskDriver, client, key_prefix)
+            driver = functools.partial(_TaskDriver, client, key_prefix, push=push)
         else:
-            driver = functools.partial(_ThreadDriver, client, key_prefix)
+            driver = functools.partial(_ThreadDriver, client, key_prefix, push=push)
         super().__init__(driver, max_staleness=staleness, timeout=op_timeout, key_ttl=ttl)
         if isinstance(client, redis.Redis):
             kwargs = getattr(client.connection_pool, "connection_kwargs", {})

@@ -1,7 +1,8 @@
 """Smoke test of benchmarks/bench_fleet.py: a tiny real run against a real redis-server.
 
 No figure is asserted against a bound (they are for docs/redis.md); what is asserted is that
-the run measures the load and that the trip reaches the other process.
+the run measures both variants, that idle breakers cost only pings with push, and that every
+trip reaches the other processes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def test_a_tiny_fleet_run_measures_load_and_sees_the_trip_propagate() -> None:
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "benchmarks.bench_fleet"),
-            *("--processes", "2", "--breakers", "3", "--seconds", "2", "--rate", "50"),
+            *("--processes", "3", "--breakers", "3", "--seconds", "2", "--rate", "50"),
             *("--max-staleness", "0.5"),
         ],
         cwd=ROOT,
@@ -27,8 +28,15 @@ def test_a_tiny_fleet_run_measures_load_and_sees_the_trip_propagate() -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    idle = re.search(r"^\| idle \| ([\d,]+) \|", proc.stdout, re.M)
-    assert idle is not None, proc.stdout
-    assert int(idle.group(1).replace(",", "")) > 0  # idle breakers do refresh
-    assert "evalsha" in proc.stdout
-    assert "trip propagation to 1 processes" in proc.stdout, proc.stdout
+    out = proc.stdout
+    idle_off = re.search(r"^\| idle \| off \| ([\d,]+) \|", out, re.M)
+    idle_on = re.search(r"^\| idle \| on \| ([\d,]+) \|", out, re.M)
+    assert idle_off is not None, out
+    assert idle_on is not None, out
+    # Without push idle breakers refresh themselves; with it only the pings remain.
+    assert int(idle_off.group(1).replace(",", "")) > int(idle_on.group(1).replace(",", ""))
+    assert re.search(r"^idle, push off, by command: .*evalsha", out, re.M), out
+    assert re.search(r"^idle, push on, by command: ping [\d.]+/s$", out, re.M), out
+    for label in ("push off", "push on", "push on, every subscription cut just before"):
+        row = re.search(rf"^\| {re.escape(label)}[^|]* \| ([\d.]+) \| .* \| 0 \|$", out, re.M)
+        assert row is not None, (label, out)  # measured, and every process saw the trip

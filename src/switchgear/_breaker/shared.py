@@ -87,6 +87,11 @@ class SharedMachine(Machine):
         self.out = Outbox()
         self.dirty = False  # the outbox has something the store must learn now
         self.due_at = 0.0  # time.monotonic() of the next exchange
+        self.sent_at = 0.0  # time.monotonic() of the last exchange taken (batched writes wait)
+        # Announcements not yet answered by an exchange taken after them: the highest epoch
+        # announced, and whether anything at all may have changed (a new subscription).
+        self.heard = -1
+        self.recheck = False
         self.reserved: list[tuple[int, float]] = []  # trial permits held: (id, reserved at)
         self.permit_of: dict[int, int] = {}  # local trial token -> store permit id
         self.want = 0
@@ -286,7 +291,22 @@ class SharedMachine(Machine):
     # -- the storage side (called by the storage's worker) ----------------------------------
 
     def storage_due(self) -> float:
-        return 0.0 if self.dirty else self.due_at
+        if self.dirty:
+            return 0.0
+        if self.out.has_counts():
+            # Batched outcomes go within max_staleness / 2, whatever the refresh interval.
+            return min(self.due_at, self.sent_at + self.storage.max_staleness / 2)
+        return self.due_at
+
+    def storage_invalidate(self, epoch: int | None) -> None:
+        with self.lock:
+            if epoch is None:
+                self.recheck = True
+            elif epoch > self.remote_epoch:
+                self.heard = max(self.heard, epoch)
+            else:
+                return  # already seen (this process's own transition, usually)
+            self.due_at = 0.0
 
     def storage_pending(self) -> bool:
         return self.dirty or self.trip == Trip.PENDING or self.out.pending()
@@ -312,6 +332,7 @@ class SharedMachine(Machine):
             self.want = 0
             self.trip = Trip.NONE
             self.due_at = 0.0
+            self.heard, self.recheck = -1, False
 
     def storage_outbox(self, now: float, refresh: float, force: bool = False) -> Outbox | None:
         with self.lock:
@@ -329,7 +350,14 @@ class SharedMachine(Machine):
                     else:
                         keep.append((permit, since))
                 self.reserved = keep
-            if not self.dirty and now < self.due_at and not (force and self.out.pending()):
+            if (
+                not self.dirty
+                and now < self.due_at
+                and not (force and self.out.pending())
+                and not (
+                    self.out.has_counts() and now >= self.sent_at + self.storage.max_staleness / 2
+                )
+            ):
                 return None
             out = self.out
             self.out = Outbox()
@@ -348,6 +376,8 @@ class SharedMachine(Machine):
                 out.acquire = self.want
             self.want = 0
             self.due_at = now + refresh
+            self.sent_at = now
+            self.recheck = False  # this exchange reads the state after the announcement
             return out
 
     def storage_reply(self, outbox: Outbox, reply: Reply, now: float, refresh: float) -> None:
@@ -360,8 +390,14 @@ class SharedMachine(Machine):
             self.adopt(outbox, reply, local_now)
             due = now + refresh
             if reply.state == "open":
-                # Ask again right when the store will move it to HALF_OPEN.
+                # Ask again right when the store will move it to HALF_OPEN (the store applies
+                # time-based transitions only when asked, so nobody announces this one).
                 due = min(due, now + max(self.open_timeout - reply.age, 0.0) + 0.002)
+            elif reply.state == "half_open":
+                # A trial permit unreturned for open_timeout reopens it, also only when asked.
+                due = min(due, now + self.open_timeout)
+            if self.recheck or self.heard > reply.epoch:
+                due = 0.0  # announced while this exchange was in flight: ask again
             self.due_at = due
             if self.state is HALF_OPEN and reply.state == "half_open":
                 self.reserved.extend((permit, now) for permit in reply.granted)

@@ -14,6 +14,13 @@ Why it is shaped like this:
   ``max_staleness + timeout`` seconds decides on its own local state (degraded mode).
 * The store applies every transition itself (atomically) and reports which transitions
   *this* exchange performed, so exactly one process counts each transition.
+* Changes are pushed, not polled. The store announces every transition on a channel the
+  storage listens to; a breaker named in an announcement is refreshed at once. While the
+  channel is up an idle breaker costs the store nothing: one cheap liveness check per
+  storage every ``max_staleness / 2`` proves the store and the channel alive. While it is
+  down (or with push turned off) every breaker refreshes itself every ``max_staleness / 2``
+  as the bound on what it may miss, and a fresh subscription refreshes every breaker once,
+  for what was announced while nobody listened.
 * This module holds the scheduling and health bookkeeping common to every driver
   (:class:`Storage`); drivers only move bytes (:mod:`switchgear._redis.thread_driver`,
   :mod:`switchgear._redis.task_driver`).
@@ -41,6 +48,10 @@ logger = logging.getLogger("switchgear")
 TRIAL_SUCCESS = 1
 TRIAL_FAILURE = 0
 TRIAL_RELEASE = -1
+
+#: How often an idle breaker refreshes while changes are pushed: only so that its keys do not
+#: expire while the process still uses it; an announcement refreshes it at once.
+PUSHED_REFRESH = 3600.0
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,10 @@ class Peer(Protocol):
     def storage_unsent(self, outbox: Outbox) -> None:
         """``outbox`` was taken for an exchange that never ran: send it with the next one."""
 
+    def storage_invalidate(self, epoch: int | None) -> None:
+        """The store announced a transition to ``epoch`` (None: anything may have changed):
+        refresh in the next round unless this breaker has already seen it."""
+
 
 class Driver(Protocol):
     """Moves a storage's exchanges to and from the store (a thread, or an asyncio task).
@@ -175,7 +190,8 @@ class Driver(Protocol):
     """
 
     def start(self) -> bool:
-        """Make sure the worker runs; False if it cannot (yet)."""
+        """Make sure the worker (and the listener of announcements) runs; False if it
+        cannot (yet)."""
 
     def wake(self) -> None:
         """Ask the worker for a round soon; never blocks, safe under a breaker's lock."""
@@ -217,6 +233,8 @@ class Ledger:
         self.stale_after = max_staleness + timeout
         self.peers: list[weakref.ref[Peer]] = []
         self.peers_lock = threading.Lock()
+        # Whether the store's announcements reach this storage right now (see pushed_up).
+        self.push_up = False
         self.degraded = False
         self.degraded_lock = threading.Lock()  # so each outage is logged exactly once
         self.last_ok = time.monotonic()
@@ -261,12 +279,44 @@ class Ledger:
         self.held = set()
         _busy.discard(self.owner)
 
+    def refresh(self) -> float:
+        """Seconds between an idle breaker's refreshes: long while changes are pushed."""
+        if self.push_up:
+            return min(PUSHED_REFRESH, self.key_ttl / 2)
+        return self.max_staleness / 2
+
+    # -- announcements (the driver's listener) ---------------------------------------------
+
+    def pushed_up(self, up: bool) -> None:
+        """The listener (re)subscribed, or lost its subscription.
+
+        Either way every breaker refreshes once: after a subscription, for what was
+        announced while nobody listened; after losing one, to start polling from fresh
+        state. The driver wakes its worker after this.
+        """
+        self.push_up = up
+        for peer in self.live_peers():
+            peer.storage_invalidate(None)
+
+    def announced(self, name: str, epoch: int) -> bool:
+        """The store announced a transition of ``name``; True if a breaker here must refresh."""
+        hit = False
+        for peer in self.live_peers():
+            if peer.name == name:
+                peer.storage_invalidate(epoch)
+                hit = True
+        return hit
+
+    def alive(self) -> None:
+        """The listener's liveness check came back: the store answers, nothing was missed."""
+        self.last_ok = time.monotonic()
+
     def plan(self, now: float, force: bool = False) -> list[tuple[Peer, Outbox]]:
         """The exchanges of one round: every breaker with pending writes or a due refresh.
 
         ``force``: anything pending goes now, batched successes included (a flush).
         """
-        refresh = self.max_staleness / 2
+        refresh = self.refresh()
         work = []
         held, self.held = self.held, set()
         for peer in self.live_peers():
@@ -290,7 +340,7 @@ class Ledger:
             self.degraded = False
         if recovered:
             logger.info("switchgear: %s is reachable again; breakers share state again", self.owner)
-        refresh = self.max_staleness / 2
+        refresh = self.refresh()
         for (peer, outbox), reply in zip(work, replies, strict=True):
             peer.storage_reply(outbox, reply, now, refresh)
 

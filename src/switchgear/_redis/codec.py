@@ -18,6 +18,9 @@ hash tag, so all three keys live in one slot):
   ``window / 60`` (only with rate rules).
 
 Every write refreshes the keys' TTL, so a breaker nobody uses disappears.
+
+Every transition is announced on the channel ``P`` + ``events`` as ``"<epoch> P{NAME}"``
+(:func:`announcement`), so the processes sharing the breaker refresh it at once.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from redis.exceptions import NoScriptError
 from .._breaker.storage import Outbox, Peer, Reply, Rules
 
 __all__ = [
+    "EVENTS",
     "EXCHANGE",
     "EXCHANGE_SHA",
+    "announcement",
     "exchange_args",
     "keys_for",
     "parse_reply",
@@ -47,6 +52,20 @@ EXCHANGE = resources.files(__package__).joinpath("exchange.lua").read_text(encod
 EXCHANGE_SHA = hashlib.sha1(EXCHANGE.encode()).hexdigest()
 
 
+#: The channel of a prefix's announcements is the prefix followed by this.
+EVENTS = "events"
+
+
+def announcement(prefix: str, payload: object) -> tuple[str, int] | None:
+    """``(breaker name, epoch)`` of an announcement on ``prefix``'s channel (None: not one)."""
+    text = _text(payload)
+    epoch, _, key = text.partition(" ")
+    head = prefix + "{"
+    if not (key.startswith(head) and key.endswith("}") and epoch.isdigit()):
+        return None
+    return key[len(head) : -1], int(epoch)
+
+
 def keys_for(prefix: str, name: str) -> tuple[str, str, str]:
     """The state, permits and window keys of breaker ``name``."""
     base = f"{prefix}{{{name}}}"
@@ -57,7 +76,9 @@ def _ms(seconds: float) -> int:
     return max(round(seconds * 1000.0), 0)
 
 
-def exchange_args(rules: Rules, outbox: Outbox, key_ttl: float) -> list[str | int]:
+def exchange_args(
+    rules: Rules, outbox: Outbox, key_ttl: float, channel: str = ""
+) -> list[str | int]:
     """ARGV for ``EXCHANGE`` (see the script for the meaning of each position)."""
     args: list[str | int] = [
         rules.failure_threshold,
@@ -83,6 +104,7 @@ def exchange_args(rules: Rules, outbox: Outbox, key_ttl: float) -> list[str | in
         outbox.lead,
         outbox.peak,
         "" if outbox.trip_epoch is None else outbox.trip_epoch,
+        channel,  # "" when nobody listens: nothing is announced
     ]
     for permit, outcome in outbox.trials:
         args.append(permit)
@@ -117,10 +139,16 @@ def parse_reply(raw: object) -> Reply:
 
 
 def queue(pipe: Any, work: Sequence[tuple[Peer, Outbox]], key_prefix: str, key_ttl: float) -> None:
-    """Add one exchange per breaker of a round to ``pipe`` (a pipeline, sync or asyncio)."""
+    """Add one exchange per breaker of a round to ``pipe`` (a pipeline, sync or asyncio).
+
+    Transitions are always announced, whether or not this process listens: another process
+    of the fleet may rely on hearing them.
+    """
+    channel = key_prefix + EVENTS
     for peer, outbox in work:
         keys = keys_for(key_prefix, peer.name)
-        pipe.evalsha(EXCHANGE_SHA, 3, *keys, *exchange_args(peer.rules, outbox, key_ttl))
+        args = exchange_args(peer.rules, outbox, key_ttl, channel)
+        pipe.evalsha(EXCHANGE_SHA, 3, *keys, *args)
 
 
 def replies(raw: Sequence[object]) -> list[Reply] | None:

@@ -47,6 +47,7 @@ else
   end
 end
 local before = state
+local epoch_found = epoch
 local moves = {}
 
 local function move(to, at, counted)
@@ -157,7 +158,7 @@ if state == 'closed' and (counted_in == epoch or counted_in == -1) then
 end
 
 -- Results of trial calls; a permit not in the hash belongs to an earlier episode.
-for i = 24, #ARGV - 1, 2 do
+for i = 25, #ARGV - 1, 2 do
   if state == 'half_open' and redis.call('HDEL', P, ARGV[i]) == 1 then
     changed = true
     local outcome = tonumber(ARGV[i + 1])
@@ -191,6 +192,11 @@ if changed then
   redis.call('PEXPIRE', S, ttl_ms)
   redis.call('PEXPIRE', P, ttl_ms)
   redis.call('PEXPIRE', W, ttl_ms)
+end
+-- Announce every transition (automatic or manual) to the processes sharing this breaker:
+-- "<epoch> <state key>", so each can tell whether it has already seen it.
+if ARGV[24] ~= '' and epoch ~= epoch_found then
+  redis.call('PUBLISH', ARGV[24], epoch .. ' ' .. S)
 end
 return {before, state, epoch, now - since, failures, successes, redis.call('HLEN', P),
         moves, granted, seeded}

@@ -21,6 +21,7 @@ from typing import Any
 
 from .._breaker.storage import Ledger, Outbox, Peer, Reply
 from .codec import EXCHANGE, queue, replies
+from .listener import Listening, listen_task
 
 __all__ = ["TaskDriver"]
 
@@ -28,10 +29,12 @@ __all__ = ["TaskDriver"]
 class TaskDriver:
     """Storage driver for ``redis.asyncio.Redis``: the I/O runs in a task on the caller's loop."""
 
-    def __init__(self, client: Any, key_prefix: str, ledger: Ledger) -> None:
+    def __init__(self, client: Any, key_prefix: str, ledger: Ledger, push: bool = True) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.ledger = ledger
+        self.push = push
+        self._listener: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._event: asyncio.Event | None = None
@@ -59,7 +62,16 @@ class TaskDriver:
         self._event = asyncio.Event()
         self._flush_waiters = []
         self._task = loop.create_task(self._run(), name="switchgear-redis")
+        if self.push:
+            listening = Listening(self.ledger, self.key_prefix)
+            self._listener = loop.create_task(
+                listen_task(self.client, listening, self.wake, self._stopped),
+                name="switchgear-redis-listener",
+            )
         return True
+
+    def _stopped(self) -> bool:
+        return self._closed
 
     def wake(self) -> None:
         loop, event, task = self._loop, self._event, self._task
@@ -127,17 +139,18 @@ class TaskDriver:
         if not self._closed:
             await self.aflush(self.ledger.timeout)
         self._stop()
-        task = self._task
-        if task is not None and not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._listener):
+            if task is not None and not task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def _stop(self) -> None:
         self._closed = True
-        task, loop = self._task, self._loop
-        if task is not None and loop is not None and not task.done():
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(task.cancel)
+        loop = self._loop
+        for task in (self._task, self._listener):
+            if task is not None and loop is not None and not task.done():
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    loop.call_soon_threadsafe(task.cancel)
 
     def exit(self, timeout: float) -> None:
         if not self._closed:

@@ -2,8 +2,9 @@
 
 One daemon thread per storage sleeps until a breaker has something to write (or the next
 refresh is due), then sends every pending exchange in one pipeline: one round trip per
-round, however many breakers share the client. The thread restarts in a forked child
-(pre-fork servers), where the parent's thread does not exist.
+round, however many breakers share the client. A second thread listens for the store's
+announcements (:mod:`.listener`). Both restart in a forked child (pre-fork servers), where
+the parent's threads do not exist.
 
 ``flush()`` asks the thread for a round that sends everything pending and waits for it,
 bounded by its timeout; with no thread running (closed, or exiting) the round runs on the
@@ -20,6 +21,7 @@ from typing import Any
 
 from .._breaker.storage import Ledger, Outbox, Peer, Reply
 from .codec import EXCHANGE, queue, replies
+from .listener import Listening, listen_thread
 
 __all__ = ["ThreadDriver"]
 
@@ -29,12 +31,15 @@ logger = logging.getLogger("switchgear")
 class ThreadDriver:
     """Storage driver for ``redis.Redis``: the I/O runs on a daemon thread."""
 
-    def __init__(self, client: Any, key_prefix: str, ledger: Ledger) -> None:
+    def __init__(self, client: Any, key_prefix: str, ledger: Ledger, push: bool = True) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.ledger = ledger
+        self.push = push
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._pause = threading.Event()  # set to cut a listener's pause short (closing)
         self._start_lock = threading.Lock()
         self._round_lock = threading.Lock()  # one round at a time: the worker's or a flush's
         self._flushes = threading.Condition()
@@ -76,6 +81,7 @@ class ThreadDriver:
             self.flush(self.ledger.timeout)
         self._closed = True
         self._event.set()
+        self._pause.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.ledger.timeout + 1.0)
@@ -89,6 +95,7 @@ class ThreadDriver:
         # Not joined: a worker stuck on a dead connection must not hold up the exit.
         self._closed = True
         self._event.set()
+        self._pause.set()
 
     def start(self) -> bool:
         if self._closed:
@@ -102,10 +109,25 @@ class ThreadDriver:
                     target=self._run, name="switchgear-redis", daemon=True
                 )
                 self._thread.start()
+            if self.push and (self._listener is None or not self._listener.is_alive()):
+                listening = Listening(self.ledger, self.key_prefix)
+                self._listener = threading.Thread(
+                    target=listen_thread,
+                    args=(self.client, listening, self.wake, self._stopped, self._pause),
+                    name="switchgear-redis-listener",
+                    daemon=True,
+                )
+                self._listener.start()
         return True
+
+    def _stopped(self) -> bool:
+        return self._closed
 
     def forked(self) -> None:
         self._thread = None
+        self._listener = None
+        self._pause = threading.Event()
+        self.ledger.push_up = False  # the parent's subscription is not this process's
         self._start_lock = threading.Lock()
         self._round_lock = threading.Lock()
         self._flushes = threading.Condition()
