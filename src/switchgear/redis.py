@@ -43,7 +43,9 @@ class RedisStorage(_Storage):
     serves any number of breakers; a breaker's Redis keys are ``<key_prefix>{<name>}...``.
 
     * ``max_staleness`` (seconds, default 1.0): the longest a process may act on state it
-      read from Redis; every breaker re-reads its state at least every ``max_staleness / 2``.
+      read from Redis. Transitions are pushed to every process as they happen (see
+      ``push``); without the push, every breaker re-reads its state every
+      ``max_staleness / 2``.
       Outcomes that matter (failures, a success ending a failure streak, trial results,
       manual commands) are written at once by a background worker, never on the caller's
       thread; successes for rate rules are batched for at most ``max_staleness / 2``.
