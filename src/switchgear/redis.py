@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 from . import _validate as v
 from ._breaker.storage import Driver as _Driver
@@ -30,6 +32,23 @@ from ._redis.task_driver import TaskDriver as _TaskDriver
 from ._redis.thread_driver import ThreadDriver as _ThreadDriver
 
 __all__ = ["RedisStorage"]
+
+_CLIENTS = (
+    redis.Redis,
+    redis.asyncio.Redis,
+    redis.cluster.RedisCluster,
+    redis.asyncio.cluster.RedisCluster,
+)
+
+
+def _connection_kwargs(client: Any) -> dict[str, Any]:
+    """The options the client makes its connections with (a cluster's: its nodes')."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        pool = getattr(client, "nodes_manager", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    return kwargs if isinstance(kwargs, dict) else {}
+
 
 logger = logging.getLogger("switchgear")
 
@@ -77,7 +96,10 @@ class RedisStorage(_Storage):
 
     def __init__(
         self,
-        client: redis.Redis | redis.asyncio.Redis,
+        client: redis.Redis
+        | redis.asyncio.Redis
+        | redis.cluster.RedisCluster
+        | redis.asyncio.cluster.RedisCluster,
         *,
         key_prefix: str = "switchgear:",
         max_staleness: v.Seconds = 1.0,
@@ -85,10 +107,10 @@ class RedisStorage(_Storage):
         key_ttl: v.Seconds = 86400.0,
         push: bool = True,
     ) -> None:
-        if not isinstance(client, (redis.Redis, redis.asyncio.Redis)):
+        if not isinstance(client, _CLIENTS):
             raise TypeError(
-                "client must be a redis.Redis or redis.asyncio.Redis client, "
-                f"not {type(client).__name__}"
+                "client must be a redis.Redis or redis.asyncio.Redis client (or their "
+                f"RedisCluster), not {type(client).__name__}"
             )
         if not isinstance(key_prefix, str):
             raise TypeError(f"key_prefix must be a str, not {type(key_prefix).__name__}")
@@ -113,22 +135,24 @@ class RedisStorage(_Storage):
         self.client = client
         self.key_prefix = key_prefix
         driver: Callable[[_Ledger], _Driver]
-        if isinstance(client, redis.asyncio.Redis):
+        if isinstance(client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
             driver = functools.partial(_TaskDriver, client, key_prefix, push=push)
         else:
             driver = functools.partial(_ThreadDriver, client, key_prefix, push=push)
         super().__init__(driver, max_staleness=staleness, timeout=op_timeout, key_ttl=ttl)
-        if isinstance(client, redis.Redis):
-            kwargs = getattr(client.connection_pool, "connection_kwargs", {})
-            if kwargs.get("socket_timeout") is None:
-                logger.warning(
-                    "switchgear: the Redis client of %r has no socket_timeout; its worker "
-                    "thread could hang on a dead connection (calls are never blocked, but "
-                    "state would not resynchronize until the OS gives up)",
-                    self,
-                )
+        sync = isinstance(client, (redis.Redis, redis.cluster.RedisCluster))
+        if sync and _connection_kwargs(client).get("socket_timeout") is None:
+            logger.warning(
+                "switchgear: the Redis client of %r has no socket_timeout; its worker "
+                "thread could hang on a dead connection (calls are never blocked, but "
+                "state would not resynchronize until the OS gives up)",
+                self,
+            )
 
     def __repr__(self) -> str:
-        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        kwargs = _connection_kwargs(self.client)
         where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        default_node = getattr(self.client, "get_default_node", None)
+        if callable(default_node):  # a cluster: name the node it was started from
+            where = f"cluster {getattr(default_node(), 'name', '?')}"
         return f"RedisStorage({where}, key_prefix={self.key_prefix!r})"

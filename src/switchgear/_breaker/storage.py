@@ -237,6 +237,9 @@ class Ledger:
         self.push_up = False
         self.degraded = False
         self.degraded_lock = threading.Lock()  # so each outage is logged exactly once
+        # What is failing: "" the whole store, or the name of one node of a cluster (its
+        # breakers decide locally; the others share state as usual).
+        self.failing: set[str] = set()
         self.last_ok = time.monotonic()
         # Breakers with writes not yet sent, held strongly: a breaker dropped by its code
         # right after failing (the end of a request, an invocation, a job) still has them sent.
@@ -274,6 +277,7 @@ class Ledger:
         """In a forked child: fresh locks, and the breakers drop the parent's pending writes."""
         self.peers_lock = threading.Lock()
         self.degraded_lock = threading.Lock()
+        self.push_up = False  # the parent's subscription is not this process's
         for peer in self.live_peers():
             peer.storage_forked()
         self.held = set()
@@ -332,12 +336,18 @@ class Ledger:
                 _busy.add(self.owner)
         return work
 
-    def delivered(self, work: Sequence[tuple[Peer, Outbox]], replies: Sequence[Reply]) -> None:
+    def delivered(
+        self, work: Sequence[tuple[Peer, Outbox]], replies: Sequence[Reply], where: str = ""
+    ) -> None:
+        """An exchange (with the store, or with the cluster node ``where``) came back."""
         now = time.monotonic()
         self.last_ok = now
         with self.degraded_lock:
-            recovered = self.degraded
-            self.degraded = False
+            was = self.degraded
+            self.failing.discard(where)
+            self.failing.discard("")  # whatever answered, the store as a whole is reachable
+            self.degraded = bool(self.failing)
+            recovered = was and not self.degraded
         if recovered:
             logger.info("switchgear: %s is reachable again; breakers share state again", self.owner)
         refresh = self.refresh()
@@ -349,11 +359,21 @@ class Ledger:
         for peer, outbox in work:
             peer.storage_unsent(outbox)
 
-    def failed(self, work: Sequence[tuple[Peer, Outbox]], error: BaseException) -> None:
-        self.set_degraded(f"{type(error).__name__}: {error}")
+    def failed(
+        self,
+        work: Sequence[tuple[Peer, Outbox]],
+        error: BaseException,
+        where: str = "",
+        members: Sequence[Peer] | None = None,
+    ) -> None:
+        """An exchange failed: with the whole store, or with the cluster node ``where``.
+
+        ``members`` are the breakers that depend on what failed (default: all of them).
+        """
+        self.set_degraded(f"{type(error).__name__}: {error}", where)
         retry_at = time.monotonic() + self.max_staleness
         sent = {id(peer): outbox for peer, outbox in work}
-        for peer in self.live_peers():
+        for peer in self.live_peers() if members is None else members:
             peer.storage_lost(sent.get(id(peer)), retry_at)
 
     def stopped(self) -> None:
@@ -361,17 +381,20 @@ class Ledger:
         for peer in self.live_peers():
             peer.storage_stopped()
 
-    def set_degraded(self, reason: str) -> None:
+    def set_degraded(self, reason: str, where: str = "") -> None:
         with self.degraded_lock:
-            first = not self.degraded
+            first = where not in self.failing
+            self.failing.add(where)
             self.degraded = True
         if first:
-            # Once per outage, not per call or per retry.
+            # Once per outage (of the store, or of one cluster node), not per call or retry.
             logger.warning(
-                "switchgear: %s is unreachable or too slow (%s); breakers use local state "
+                "switchgear: %s%s is unreachable or too slow (%s); %s use local state "
                 "until it answers again",
+                f"node {where} of " if where else "",
                 self.owner,
                 reason,
+                "its breakers" if where else "breakers",
             )
 
     def next_wait(self, now: float) -> float:

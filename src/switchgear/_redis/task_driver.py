@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from .._breaker.storage import Ledger, Outbox, Peer, Reply
+from .cluster import by_node, is_cluster, members, quiet
 from .codec import EXCHANGE, queue, replies
 from .listener import Listening, listen_task
 
@@ -34,6 +35,8 @@ class TaskDriver:
         self.key_prefix = key_prefix
         self.ledger = ledger
         self.push = push
+        self.cluster = is_cluster(client)
+        self._heard: dict[str, float] = {}  # cluster node -> when it last answered
         self._listener: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -188,23 +191,50 @@ class TaskDriver:
                 await asyncio.wait_for(event.wait(), self.ledger.next_wait(time.monotonic()))
 
     async def _round(self, force: bool) -> bool:
-        """One round of exchanges, bounded by ``timeout``; False if Redis did not answer."""
+        """One round of exchanges, each bounded by ``timeout``; False if Redis (or a node of
+        a cluster) did not answer."""
         work = self.ledger.plan(time.monotonic(), force)
-        if not work:
-            return True
-        try:
-            replies = await asyncio.wait_for(self._exchange(work), self.ledger.timeout)
-        except asyncio.CancelledError:
-            # The loop is ending (asyncio.run() returned): keep the writes for the next
-            # loop or the exit flush. Resending is safe: a trip is a compare-and-set, and a
-            # reply lost here only costs the count of a transition it made.
-            self.ledger.unsent(work)
-            raise
-        except Exception as exc:  # any failure means "decide locally", never a crash
-            self.ledger.failed(work, exc)
-            return False
-        self.ledger.delivered(work, replies)
-        return True
+        groups = by_node(self.client, self.key_prefix, work) if self.cluster else {"": work}
+        ok = True
+        for where, group in groups.items():
+            if not group:
+                continue
+            node = where or ("(no node owns the slot)" if self.cluster else "")
+            members = self._members(where) if self.cluster else None
+            try:
+                replies = await asyncio.wait_for(self._exchange(group), self.ledger.timeout)
+            except asyncio.CancelledError:
+                # The loop is ending (asyncio.run() returned): keep the writes for the next
+                # loop or the exit flush. Resending is safe: a trip is a compare-and-set,
+                # and a reply lost here only costs the count of a transition it made.
+                self.ledger.unsent(group)
+                raise
+            except Exception as exc:  # any failure means "decide locally", never a crash
+                self.ledger.failed(group, exc, node, members)
+                ok = False
+                continue
+            self._heard[where] = time.monotonic()
+            self.ledger.delivered(group, replies, node)
+        if self.cluster:
+            await self._ping_quiet_nodes()
+        return ok
+
+    def _members(self, where: str) -> list[Peer]:
+        """The breakers whose keys the cluster node ``where`` holds."""
+        return members(self.client, self.key_prefix, self.ledger.live_peers(), where)
+
+    async def _ping_quiet_nodes(self) -> None:
+        """Ping each primary not heard from for max_staleness / 2 (idle breakers send nothing)."""
+        now = time.monotonic()
+        for node in quiet(self.client, self._heard, now, self.ledger.max_staleness / 2):
+            try:
+                await asyncio.wait_for(self.client.ping(target_nodes=node), self.ledger.timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.ledger.failed([], exc, node.name, self._members(node.name))
+            else:
+                self._heard[node.name] = now
 
     async def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
         for _ in range(2):

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from .._breaker.storage import Ledger, Outbox, Peer, Reply
+from .cluster import by_node, is_cluster, members, quiet
 from .codec import EXCHANGE, queue, replies
 from .listener import Listening, listen_thread
 
@@ -36,6 +37,8 @@ class ThreadDriver:
         self.key_prefix = key_prefix
         self.ledger = ledger
         self.push = push
+        self.cluster = is_cluster(client)
+        self._heard: dict[str, float] = {}  # cluster node -> when it last answered
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
         self._listener: threading.Thread | None = None
@@ -124,10 +127,10 @@ class ThreadDriver:
         return self._closed
 
     def forked(self) -> None:
+        self._heard = {}
         self._thread = None
         self._listener = None
         self._pause = threading.Event()
-        self.ledger.push_up = False  # the parent's subscription is not this process's
         self._start_lock = threading.Lock()
         self._round_lock = threading.Lock()
         self._flushes = threading.Condition()
@@ -156,17 +159,46 @@ class ThreadDriver:
             event.wait(self.ledger.next_wait(time.monotonic()))
 
     def _round(self, force: bool) -> bool:
-        """One round of exchanges; False if the store did not answer."""
+        """One round of exchanges; False if the store (or a node of it) did not answer."""
         work = self.ledger.plan(time.monotonic(), force)
-        if not work:
+        if not self.cluster:
+            if not work:
+                return True
+            try:
+                replies = self._exchange(work)
+            except Exception as exc:  # any failure means "decide locally", never a crash
+                self.ledger.failed(work, exc)
+                return False
+            self.ledger.delivered(work, replies)
             return True
-        try:
-            replies = self._exchange(work)
-        except Exception as exc:  # any failure means "decide locally", never a crash
-            self.ledger.failed(work, exc)
-            return False
-        self.ledger.delivered(work, replies)
-        return True
+        ok = True
+        for where, group in by_node(self.client, self.key_prefix, work).items():
+            node = where or "(no node owns the slot)"
+            try:
+                replies = self._exchange(group)
+            except Exception as exc:  # that node's breakers decide locally, the rest go on
+                self.ledger.failed(group, exc, node, self._members(where))
+                ok = False
+                continue
+            self._heard[where] = time.monotonic()
+            self.ledger.delivered(group, replies, node)
+        self._ping_quiet_nodes()
+        return ok
+
+    def _members(self, where: str) -> list[Peer]:
+        """The breakers whose keys the cluster node ``where`` holds."""
+        return members(self.client, self.key_prefix, self.ledger.live_peers(), where)
+
+    def _ping_quiet_nodes(self) -> None:
+        """Ping each primary not heard from for max_staleness / 2 (idle breakers send nothing)."""
+        now = time.monotonic()
+        for node in quiet(self.client, self._heard, now, self.ledger.max_staleness / 2):
+            try:
+                self.client.ping(target_nodes=node)
+            except Exception as exc:
+                self.ledger.failed([], exc, node.name, self._members(node.name))
+            else:
+                self._heard[node.name] = now
 
     def _exchange(self, work: list[tuple[Peer, Outbox]]) -> list[Reply]:
         for _ in range(2):
