@@ -128,8 +128,10 @@ def test_a_shared_breaker_rejects_at_once_after_its_own_threshold(
 def test_local_failures_add_to_the_fleet_streak_last_seen(
     server: RedisServer,
 ) -> None:
+    # Polling (push off): b refreshes every max_staleness / 2, so it sees the streak grow.
+    # With push, a streak is not a transition: b learns it with its next exchange.
     a_storage = RedisStorage(server.client(), max_staleness=STALENESS, timeout=TIMEOUT)
-    b_storage = RedisStorage(server.client(), max_staleness=STALENESS, timeout=TIMEOUT)
+    b_storage = RedisStorage(server.client(), max_staleness=STALENESS, timeout=TIMEOUT, push=False)
     try:
         options: dict[str, Any] = {"failure_threshold": 3, "open_timeout": 30.0}
         a = shared("streak", a_storage, **options)
@@ -149,6 +151,28 @@ def test_local_failures_add_to_the_fleet_streak_last_seen(
     finally:
         a_storage.close()
         b_storage.close()
+
+
+def test_with_push_a_failure_on_top_of_an_unseen_streak_trips_in_redis(
+    server: RedisServer,
+) -> None:
+    hosts = [RedisStorage(server.client(), max_staleness=10.0, timeout=TIMEOUT) for _ in "ab"]
+    try:
+        options: dict[str, Any] = {"failure_threshold": 3, "open_timeout": 30.0}
+        a, b = (shared("unseen-streak", s, **options) for s in hosts)
+        wait_for(lambda: all(s._ledger.push_up for s in hosts), 5.0)
+        wait_for(lambda: b._machine.linked, 5.0)  # type: ignore[attr-defined]
+        for _ in range(2):
+            with pytest.raises(RuntimeError):
+                a.call(boom)
+        assert hosts[0].flush()
+        assert fleet_state(server, "unseen-streak")["failures"] == "2"
+        with pytest.raises(RuntimeError):
+            b.call(boom)  # b saw no streak: its one failure goes to Redis, which trips
+        wait_for(lambda: a.state is b.state is sg.BreakerState.OPEN, 1.0)
+    finally:
+        for s in hosts:
+            s.close()
 
 
 def test_rate_rules_stay_with_the_fleet_window(storage: RedisStorage) -> None:
