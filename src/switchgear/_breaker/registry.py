@@ -90,10 +90,10 @@ def unregister_breaker(breaker: CircuitBreaker) -> None:
             del _breakers[breaker.name]
 
 
-def breakers() -> dict[str, CircuitBreaker]:
-    """A snapshot of the live shared breakers by name."""
+def breakers(registry: object = None) -> dict[str, CircuitBreaker]:
+    """A snapshot of the live shared breakers by name (of ``registry``'s table)."""
     with _lock:
-        return dict(_breakers.items())
+        return dict(_table(registry).items())
 
 
 def _table(registry: object) -> weakref.WeakValueDictionary[str, CircuitBreaker]:

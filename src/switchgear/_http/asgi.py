@@ -17,9 +17,10 @@ from .._breaker.protocol import NEUTRAL, NEVER_COUNTED
 from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._pool.pool import DynamicPool
 from .auth import Headers
-from .core import HttpMiddlewareBase
+from .base import HttpMiddlewareBase
 from .endpoints import Response
 from .log import log_once
+from .operations import MAX_BODY
 from .options import HttpOptions, default_failure_status
 from .routes import METHODS, ROUTE_KEY, asgi_template
 from .ticket import Ticket
@@ -43,6 +44,23 @@ async def _respond(send: Send, response: Response, head: bool) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message.get("type") != "http.request":
+            return b"".join(chunks)  # the client went away: what came is all there is
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class _Responder(Ticket):
@@ -156,6 +174,9 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         registry: CollectorRegistry | None = None,
         max_routes: int = 100,
         pool_full_status: int = 503,
+        ready_path: str | None = "/switchgear/ready",
+        critical: Iterable[str] | Callable[[str], bool] = (),
+        control_plane: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(app, HttpOptions.among(locals()))
@@ -182,7 +203,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             if kind == "exclude":
                 await self.app(scope, receive, send)
             else:
-                await self._endpoint(kind, scope, send)
+                await self._endpoint(kind, scope, receive, send, route_path)
             return
 
         method = scope.get("method")
@@ -222,12 +243,18 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         finally:
             r.give_back()  # once the app is done, background work included
 
-    async def _endpoint(self, kind: str, scope: Scope, send: Send) -> None:
-        """Serve ``/metrics`` or the status document (after auth); never counted."""
+    async def _endpoint(
+        self, kind: str, scope: Scope, receive: Receive, send: Send, path: str
+    ) -> None:
+        """Serve ``/metrics``, the status document, readiness or the control plane."""
         core = self._core
         if not self._shadow_checked:
             self.endpoint_requested()
-        head = scope.get("method") == "HEAD"
+        method = scope.get("method")
+        head = method == "HEAD"
+        if kind == "ready":  # no auth: load balancers and probes ask
+            await _respond(send, core.operations.ready_answer(method), head)
+            return
         headers = Headers.from_asgi(scope.get("headers"))
         verdict = core.check_auth(headers)
         if inspect.isawaitable(verdict):
@@ -236,7 +263,16 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             except Exception:
                 log_once("endpoint_auth", "switchgear: endpoint_auth raised; request denied")
                 verdict = False
-        response = core.endpoint_refusal(verdict, scope.get("method"))
+        if kind == "control":
+            response = core.operations.control_refusal(method, verdict)
+            if response is None:
+                body = await _read_body(receive, MAX_BODY)
+                response = core.operations.control(
+                    path, headers.get("content-type", ""), body, verdict
+                )
+            await _respond(send, response, False)
+            return
+        response = core.endpoint_refusal(verdict, method)
         if response is None and kind == "metrics":
             accept = headers.get("accept", "")
             try:

@@ -26,7 +26,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.exposition import choose_encoder
 
@@ -48,6 +48,7 @@ from .endpoints import (
     status_document,
 )
 from .log import log_once
+from .operations import Operations, critical_option
 from .options import (
     HttpOptions,
     exclude_option,
@@ -61,7 +62,7 @@ from .render_gate import RenderGate
 from .routes import EXCEPTION_KEY, METHODS, OTHER, UNMATCHED, EndpointIndex, RouteCache
 from .ticket import Route, Ticket
 
-__all__ = ["ENDPOINT_METHODS", "GLOBAL_BREAKER_NAME", "HttpCore", "HttpMiddlewareBase"]
+__all__ = ["ENDPOINT_METHODS", "GLOBAL_BREAKER_NAME", "HttpCore"]
 
 logger = logging.getLogger("switchgear")
 
@@ -140,12 +141,18 @@ class HttpCore:
         self.max_routes = int_option("max_routes", max_routes, 1, 100_000)
         self.pool_full_status = int_option("pool_full_status", pool_full_status, 400, 599)
 
+        self.operations = self._operations(o)
         # Paths answered by the middleware itself, or passed through untouched.
         self.special: dict[str, str] = dict.fromkeys(self.exclude_exact, "exclude")
-        if self.metrics_path is not None:
-            self.special[self.metrics_path] = "metrics"
-        if self.status_path is not None:
-            self.special[self.status_path] = "status"
+        for path, kind in (
+            (self.metrics_path, "metrics"),
+            (self.status_path, "status"),
+            (self.operations.ready_path, "ready"),
+        ):
+            if path is not None:
+                self.special[path] = kind
+        control = self.operations.control_prefix
+        self.prefixes = self.exclude_prefixes + ((control,) if control else ())
 
         self.cache: RouteCache[Route] = RouteCache(10_000)
         self.endpoints = EndpointIndex()
@@ -172,11 +179,32 @@ class HttpCore:
 
     # -- admission ---------------------------------------------------------------------------
 
+    def _operations(self, o: HttpOptions) -> Operations:
+        """Readiness and the control plane, their options checked."""
+        ready_path = path_option("ready_path", o.ready_path)
+        if ready_path is not None and ready_path in (self.metrics_path, self.status_path):
+            raise ValueError("ready_path must differ from metrics_path and status_path")
+        if not isinstance(o.control_plane, bool):
+            raise TypeError(f"control_plane must be a bool, not {type(o.control_plane).__name__}")
+        control = None
+        if o.control_plane:
+            if self.auth is None:
+                raise ValueError(
+                    "control_plane=True needs endpoint_auth: anyone who can reach the app "
+                    "could otherwise open its breakers"
+                )
+            if self.status_path is None:
+                raise ValueError("control_plane=True needs a status_path to live under")
+            control = self.status_path.rstrip("/") + "/breakers/"
+        return Operations(self.registry, critical_option(o.critical), ready_path, control)
+
     def special_kind(self, path: str) -> str | None:
-        """``"metrics"``/``"status"`` for our endpoints, ``"exclude"`` for excluded paths."""
+        """``"metrics"``/``"status"``/``"ready"``/``"control"`` for our endpoints,
+        ``"exclude"`` for excluded paths."""
         kind = self.special.get(path)
-        if kind is None and self.exclude_prefixes and path.startswith(self.exclude_prefixes):
-            return "exclude"
+        if kind is None and self.prefixes and path.startswith(self.prefixes):
+            control = self.operations.control_prefix
+            return "control" if control and path.startswith(control) else "exclude"
         return kind
 
     def admit(self, method: str, path: str, ticket: type[_T]) -> _T | Response:
@@ -490,96 +518,6 @@ class HttpCore:
         except Exception:
             log_once("status", "switchgear: rendering the status document failed")
             return error_response(500, "internal_error")
-
-
-AppT = TypeVar("AppT", bound=Callable[..., Any])
-
-
-def declared_paths(app: object) -> set[str]:
-    """The route paths ``app`` declares where its framework shows them; never raises.
-
-    Starlette and FastAPI apps (and their routers) list ``routes``; a Flask app, also
-    reached through its bound ``wsgi_app``, has a ``url_map``. Other middleware in between
-    is followed through its ``app`` attribute, a few levels deep.
-    """
-    paths: set[str] = set()
-    target: object = getattr(app, "__self__", app)
-    try:
-        for _ in range(8):
-            url_map = getattr(target, "url_map", None)
-            if url_map is not None and callable(getattr(url_map, "iter_rules", None)):
-                paths.update(r.rule for r in url_map.iter_rules() if isinstance(r.rule, str))
-                return paths
-            routes = getattr(target, "routes", None)
-            if isinstance(routes, (list, tuple)):
-                for route in routes:
-                    path = getattr(route, "path", None)
-                    if isinstance(path, str):
-                        paths.add(path)
-                return paths
-            inner = getattr(target, "app", None)
-            if inner is None or inner is target:
-                return paths
-            target = getattr(inner, "__self__", inner)
-    except Exception:  # an app whose introspection fails: no warning rather than an error
-        log_once("declared_paths", "switchgear: reading the app's routes failed")
-    return paths
-
-
-class HttpMiddlewareBase(Generic[AppT]):
-    """What the ASGI and WSGI middleware share: construction and introspection."""
-
-    #: How the constructor's first parameter is named and what it must be (for errors).
-    _app_param: ClassVar[str] = "app"
-    _app_kind: ClassVar[str] = "an application"
-
-    app: AppT
-    _core: HttpCore
-
-    def __init__(self, app: AppT, options: HttpOptions) -> None:
-        if not callable(app):
-            raise TypeError(
-                f"{self._app_param} must be {self._app_kind} (callable), not {type(app).__name__}"
-            )
-        self.app = app
-        self._core = HttpCore(options)
-        self._shadow_checked = False
-        self.check_shadowed()
-
-    def check_shadowed(self) -> None:
-        """Warn once if the app declares a route at ``metrics_path`` or ``status_path``.
-
-        The middleware answers those paths itself, so such a route never runs. Checked when
-        the middleware is built and again when one of its endpoints is first requested
-        (Flask apps are often wrapped before their routes are declared). Only what the
-        framework shows is seen: Starlette/FastAPI ``routes``, Flask's ``url_map``.
-        """
-        core = self._core
-        ours = {p for p in (core.metrics_path, core.status_path) if p is not None}
-        clash = sorted(ours & declared_paths(self.app))
-        if clash:
-            self._shadow_checked = True
-            logger.warning(
-                "switchgear: the wrapped app has its own route at %s; the middleware answers "
-                "%s itself, so that route is never reached (set metrics_path/status_path to "
-                "another path, or None)",
-                " and ".join(clash),
-                "this path" if len(clash) == 1 else "these paths",
-            )
-
-    def endpoint_requested(self) -> None:
-        """The first request to ``metrics_path``/``status_path``: check for shadowing again."""
-        if not self._shadow_checked:
-            self._shadow_checked = True
-            self.check_shadowed()
-
-    def breakers(self) -> dict[str, CircuitBreaker]:
-        """The breaker of each route key seen so far (one shared breaker when not per route)."""
-        return {key: route.breaker for key, route in self._core.routes().items()}
-
-    def metrics(self) -> dict[str, Metrics]:
-        """The :class:`~switchgear.Metrics` of each route key seen so far."""
-        return {key: route.metrics for key, route in self._core.routes().items()}
 
 
 # Every middleware core of this process, for the fork handler: a fork taken while another

@@ -132,7 +132,10 @@ def _breaker_status(breaker: object) -> dict[str, Any]:
     # ``breaker`` is a state string, the breaker itself (shared ones report degraded mode), or
     # None for metrics no breaker reports through.
     state = getattr(breaker, "state", breaker)
-    out: dict[str, Any] = {"state": getattr(state, "value", state)}
+    value = getattr(state, "value", state)
+    out: dict[str, Any] = {"state": value}
+    if value in ("forced_open", "disabled"):
+        out["manual"] = True  # held by hand (a method call or the control plane) until reset
     degraded = storage_degraded(breaker)
     if degraded is not None:
         out["storage_degraded"] = degraded

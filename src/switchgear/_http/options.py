@@ -55,6 +55,9 @@ class HttpOptions:
     registry: CollectorRegistry | None = None
     max_routes: int = 100
     pool_full_status: int = 503
+    ready_path: str | None = "/switchgear/ready"
+    critical: Iterable[str] | Callable[[str], bool] = ()
+    control_plane: bool = False
     clock: Callable[[], float] = time.monotonic
 
     @classmethod

@@ -17,10 +17,11 @@ from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._metrics.prefork import check_scrape
 from .._pool.pool import DynamicPool
 from .auth import Headers
-from .core import HttpMiddlewareBase
+from .base import HttpMiddlewareBase
 from .django_glue import django_route_middleware
 from .endpoints import Response, reason_phrase
 from .log import log_once
+from .operations import MAX_BODY
 from .options import HttpOptions, default_failure_status
 from .routes import ROUTE_KEY, method_label, wsgi_template
 from .ticket import Ticket
@@ -44,6 +45,20 @@ def _status_code(status: object) -> int:
         return int(str(status)[:3])
     except ValueError:
         return 0
+
+
+def _read_body(environ: Environ, limit: int) -> bytes | None:
+    """The request body (by ``CONTENT_LENGTH``), or None when it is longer than ``limit``."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        return None
+    stream = environ.get("wsgi.input")
+    if length <= 0 or stream is None:
+        return b""
+    return bytes(stream.read(length))
 
 
 class _Exchange(Ticket):
@@ -276,6 +291,9 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         registry: CollectorRegistry | None = None,
         max_routes: int = 100,
         pool_full_status: int = 503,
+        ready_path: str | None = "/switchgear/ready",
+        critical: Iterable[str] | Callable[[str], bool] = (),
+        control_plane: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(wsgi_app, HttpOptions.among(locals()))
@@ -289,7 +307,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         if kind is not None:
             if kind == "exclude":
                 return self.app(environ, start_response)
-            return self._endpoint(kind, environ, start_response)
+            return self._endpoint(kind, environ, start_response, path)
 
         method = method_label(environ.get("REQUEST_METHOD"))
         x = core.admit(method, path, _Exchange)
@@ -317,13 +335,15 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         return x.wrap(result)
 
     def _endpoint(
-        self, kind: str, environ: Environ, start_response: StartResponse
+        self, kind: str, environ: Environ, start_response: StartResponse, path: str
     ) -> Iterable[bytes]:
-        """Serve ``/metrics`` or the status document (after auth); never counted."""
+        """Serve ``/metrics``, the status document, readiness or the control plane."""
         core = self._core
         if not self._shadow_checked:
             self.endpoint_requested()
         method = environ.get("REQUEST_METHOD")
+        if kind == "ready":  # no auth: load balancers and probes ask
+            return _respond(start_response, core.operations.ready_answer(method), method == "HEAD")
         headers = Headers.from_environ(environ)
         verdict = core.check_auth(headers)
         if hasattr(verdict, "__await__"):
@@ -332,6 +352,17 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
                 close()  # an async predicate cannot be awaited here: deny, don't leak it
             log_once("endpoint_auth_async", "switchgear: endpoint_auth is async under WSGI")
             verdict = False
+        if kind == "control":
+            response = core.operations.control_refusal(method, verdict)
+            if response is None:
+                response = core.operations.control(
+                    # PATH_INFO carries the path's bytes as latin-1; names are UTF-8.
+                    path.encode("latin-1").decode("utf-8", "replace"),
+                    headers.get("content-type", ""),
+                    _read_body(environ, MAX_BODY),
+                    verdict,
+                )
+            return _respond(start_response, response, False)
         response = core.endpoint_refusal(verdict, method)
         if response is None and kind == "metrics":
             check_scrape(environ.get("wsgi.multiprocess"))

@@ -26,6 +26,9 @@ OPTIONS = [
     "registry",
     "max_routes",
     "pool_full_status",
+    "ready_path",
+    "critical",
+    "control_plane",
     "clock",
 ]
 

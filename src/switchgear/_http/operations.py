@@ -1,0 +1,144 @@
+"""The operations surface: readiness that knows the breakers, and a guarded control plane.
+
+No I/O: the adapters read the request (method, headers, a small body) and send what these
+methods return.
+
+*Readiness* (``ready_path``) answers ``503`` while a breaker named in ``critical`` is open, so
+a load balancer stops routing to a replica that can only fail; otherwise ``200``. It needs
+no auth (probes rarely carry one) and says only which critical breakers are open.
+
+*The control plane* (``control_plane=True``, ``POST <status_path>/breakers/<name>`` with
+``{"action": "force_open" | "disable" | "reset"}``) is refused without ``endpoint_auth``. It
+reads the ``Authorization`` header only (never a cookie or the query string), requires a
+JSON body, and answers nothing to a ``GET``; a browser cannot send such a request from
+another origin without a CORS preflight, which is never granted. With shared storage the
+action reaches every process through Redis, as a breaker's manual commands do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._breaker.breaker import CircuitBreaker
+from .._breaker.protocol import BreakerState
+from .._breaker.registry import breakers
+from .endpoints import Response, error_response, json_response
+
+__all__ = ["ACTIONS", "MAX_BODY", "Operations", "critical_option"]
+
+logger = logging.getLogger("switchgear.control")
+
+#: What the control plane can do to a breaker, by the action's name.
+ACTIONS: dict[str, Callable[[CircuitBreaker], None]] = {
+    "force_open": CircuitBreaker.force_open,
+    "disable": CircuitBreaker.disable,
+    "reset": CircuitBreaker.reset,
+}
+#: A control request's body is a small JSON object; anything larger is refused (413).
+MAX_BODY = 4096
+
+_UNREADY = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
+
+
+def critical_option(value: object) -> Callable[[str], bool]:
+    """``critical``: breaker names (a collection of strings) or a predicate over a name."""
+    if callable(value):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(
+            "critical must be a collection of breaker names (a lone string is not) or a "
+            f"callable taking a name, not {type(value).__name__}"
+        )
+    names = frozenset(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"critical names must be strings, not {type(name).__name__}")
+    return names.__contains__
+
+
+class Operations:
+    """Readiness and the control plane of one middleware."""
+
+    def __init__(
+        self,
+        registry: object,
+        critical: Callable[[str], bool],
+        ready_path: str | None,
+        control_prefix: str | None,
+    ) -> None:
+        self.registry = registry
+        self.critical = critical
+        self.ready_path = ready_path
+        self.control_prefix = control_prefix  # "<status_path>/breakers/", or None (off)
+
+    def known(self) -> dict[str, CircuitBreaker]:
+        """Every breaker this middleware's registry shares by name (routes and @protected)."""
+        return breakers(self.registry)
+
+    def ready_answer(self, method: object) -> Response:
+        """The readiness endpoint's answer to a request with ``method``."""
+        if method not in ("GET", "HEAD"):
+            return error_response(405, "method_not_allowed", [("Allow", "GET, HEAD")])
+        return self.ready()
+
+    def control_refusal(self, method: object, verdict: object) -> Response | None:
+        """``405`` for anything but ``POST``, ``401`` without a positive auth verdict."""
+        if method != "POST":
+            return error_response(405, "method_not_allowed", [("Allow", "POST")])
+        if not verdict:
+            return error_response(401, "unauthorized", [("WWW-Authenticate", "Bearer")])
+        return None
+
+    def ready(self) -> Response:
+        """``200`` or ``503``, naming the critical breakers that are open."""
+        unready = []
+        for name, breaker in sorted(self.known().items()):
+            try:
+                if self.critical(name) and breaker.state in _UNREADY:
+                    unready.append(name)
+            except Exception:
+                logger.exception("switchgear: the critical predicate raised for %r", name)
+        return json_response(503 if unready else 200, {"ready": not unready, "open": unready})
+
+    def control(
+        self, path: str, content_type: str, body: bytes | None, verdict: object
+    ) -> Response:
+        """Apply the action of an authorized ``POST`` to ``path`` (``None`` body: too large)."""
+        assert self.control_prefix is not None
+        name = path[len(self.control_prefix) :]
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            return error_response(415, "unsupported_media_type")
+        if body is None:
+            return error_response(413, "payload_too_large")
+        try:
+            document: Any = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return error_response(400, "invalid_json")
+        action = document.get("action") if isinstance(document, dict) else None
+        apply = ACTIONS.get(action) if isinstance(action, str) else None
+        if apply is None:
+            return error_response(400, "unknown_action")
+        breaker = self.known().get(name)
+        if breaker is None:
+            return error_response(404, "unknown_breaker")
+        apply(breaker)
+        assert isinstance(action, str)
+        who = identity(verdict)
+        logger.warning(
+            "switchgear: %s on breaker %r by %s",
+            action,
+            name,
+            who,
+            extra={"switchgear_action": action, "switchgear_breaker": name, "switchgear_by": who},
+        )
+        return json_response(200, {"name": name, "action": action, "state": breaker.state.value})
+
+
+def identity(verdict: object) -> str:
+    """Who the auth verdict says made the request (a string it returned), for the log."""
+    if isinstance(verdict, str) and verdict:
+        return verdict
+    return "a holder of the endpoint token"
