@@ -333,7 +333,7 @@ async def amain(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.02)
         say(f"switchgear demo serving on {base_url}")
         say(f"  metrics: {base_url}{METRICS_PATH}")
-        say(f"  status:  {base_url}{STATUS_PATH}")
+        say(f"  status:  {base_url}{STATUS_PATH}  (JSON; open it in a browser for the live page)")
         say(f"  faults:  {base_url}/admin/faults  (GET; POST a JSON object to change them)")
 
         stopped = asyncio.create_task(stop.wait())

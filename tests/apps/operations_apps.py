@@ -43,6 +43,20 @@ def inventory() -> str:
     return "ok"
 
 
+# More names for the status page's load test: SWITCHGEAR_TEST_NAMES protected functions,
+# each called once so that it has a breaker and figures.
+def _nothing() -> None:
+    pass
+
+
+extras = [
+    sg.protected(f"extra-{i:03d}")(_nothing)
+    for i in range(int(os.environ.get("SWITCHGEAR_TEST_NAMES", "0")))
+]
+for extra in extras:
+    extra()
+
+
 def control(action: str) -> str:
     if action in ("fail", "heal"):
         state["failing"] = action == "fail"

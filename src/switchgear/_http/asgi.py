@@ -20,7 +20,7 @@ from .auth import Headers
 from .base import HttpMiddlewareBase
 from .endpoints import Response
 from .log import log_once
-from .operations import MAX_BODY
+from .operations import MAX_BODY, wants_page
 from .options import HttpOptions, default_failure_status
 from .routes import METHODS, ROUTE_KEY, asgi_template
 from .ticket import Ticket
@@ -256,6 +256,9 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             await _respond(send, core.operations.ready_answer(method), head)
             return
         headers = Headers.from_asgi(scope.get("headers"))
+        if kind == "status" and wants_page(method, headers.get("accept", "")):
+            await _respond(send, core.operations.page(), head)  # no data: the page asks
+            return
         verdict = core.check_auth(headers)
         if inspect.isawaitable(verdict):
             try:

@@ -41,6 +41,7 @@ from .._pool.pool import DynamicPool
 from .auth import Auth, Headers, make_auth
 from .endpoints import (
     Response,
+    as_dict,
     error_response,
     json_response,
     rejection_answer,
@@ -80,6 +81,11 @@ def _valid_name(key: str) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _pool_figures(pool: Any) -> dict[str, Any]:
+    """A pool's stats and its bounds, for the status document."""
+    return {**as_dict(pool.stats()), "min_size": pool.min_size, "max_size": pool.max_size}
 
 
 def _bucket_breaker(key: str, clock: Callable[[], float]) -> CircuitBreaker:
@@ -196,7 +202,9 @@ class HttpCore:
             if self.status_path is None:
                 raise ValueError("control_plane=True needs a status_path to live under")
             control = self.status_path.rstrip("/") + "/breakers/"
-        return Operations(self.registry, critical_option(o.critical), ready_path, control)
+        return Operations(
+            self.registry, critical_option(o.critical), ready_path, control, self.auth is not None
+        )
 
     def special_kind(self, path: str) -> str | None:
         """``"metrics"``/``"status"``/``"ready"``/``"control"`` for our endpoints,
@@ -493,7 +501,7 @@ class HttpCore:
         up beside the routes: one page for what this process protects.
         """
         try:
-            names: dict[str, tuple[object, object, object]] = {}
+            names: dict[str, tuple[object, ...]] = {}
             memory: tuple[int, int] | None = None
             for key, route in sorted(self.routes().items()):
                 stats = route.metrics.stats()
@@ -502,18 +510,33 @@ class HttpCore:
                         int(getattr(stats, "memory_used", 0)),
                         int(getattr(stats, "memory_limit", 0)),
                     )
-                names[key] = (stats, route.metrics.window_stats(), route.breaker)
+                series = route.metrics.series
+                names[key] = (
+                    stats,
+                    route.metrics.window_stats(),
+                    route.breaker,
+                    series.snapshot(),
+                    series.bounds,
+                )
             for metrics in live_metrics(self.registry):
                 if metrics.name not in names:
-                    breaker = metrics.series.breaker()
-                    names[metrics.name] = (metrics.stats(), metrics.window_stats(), breaker)
+                    series = metrics.series
+                    names[metrics.name] = (
+                        metrics.stats(),
+                        metrics.window_stats(),
+                        series.breaker(),
+                        series.snapshot(),
+                        series.bounds,
+                    )
             if memory is None:
                 from .._metrics.memory import read_memory
 
                 memory = read_memory()
-            pools = {pool.name: pool.stats() for pool in live_pools(self.registry)}
+            pools: dict[str, object] = {
+                pool.name: _pool_figures(pool) for pool in live_pools(self.registry)
+            }
             if self.pool is not None:
-                pools[self.pool.name] = self.pool.stats()
+                pools[self.pool.name] = _pool_figures(self.pool)
             return json_response(200, status_document(names, pools, memory))
         except Exception:
             log_once("status", "switchgear: rendering the status document failed")

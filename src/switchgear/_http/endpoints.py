@@ -142,24 +142,40 @@ def _breaker_status(breaker: object) -> dict[str, Any]:
     return out
 
 
+def _details(snapshot: object, bounds: object) -> dict[str, Any]:
+    """Rejections by reason and the latency histogram (per bucket, since start) of a name."""
+    if snapshot is None:
+        return {}
+    return {
+        "rejected": dict(getattr(snapshot, "rejected", {})),
+        "latency": {
+            "le": [*list(bounds), "+Inf"],  # type: ignore[call-overload]
+            "counts": list(getattr(snapshot, "counts", ())),
+        },
+    }
+
+
 def status_document(
-    names: Mapping[str, tuple[object, object, object]],
+    names: Mapping[str, tuple[object, ...]],
     pools: Mapping[str, object],
     memory: tuple[int, int],
 ) -> dict[str, Any]:
     """The status endpoint's JSON document (its shape is public: see docs/middleware.md).
 
-    ``names`` maps a route key to ``(Stats, WindowStats, breaker or its state)``; ``pools`` maps a
-    pool name to its ``PoolStats``; ``memory`` is ``(used, limit)`` in bytes (limit 0 = none).
+    ``names`` maps a route key to ``(Stats, WindowStats, breaker or its state)``, optionally
+    followed by the series' snapshot and bucket bounds (rejections and the latency histogram);
+    ``pools`` maps a pool name to its ``PoolStats``; ``memory`` is ``(used, limit)`` in bytes
+    (limit 0 = none).
     """
     return {
         "names": {
             name: {
-                "total": as_dict(total),
-                "window": as_dict(window),
-                "circuit_breaker": _breaker_status(state),
+                "total": as_dict(entry[0]),
+                "window": as_dict(entry[1]),
+                "circuit_breaker": _breaker_status(entry[2]),
+                **(_details(entry[3], entry[4]) if len(entry) >= 5 else {}),
             }
-            for name, (total, window, state) in names.items()
+            for name, entry in names.items()
         },
         "pools": {name: as_dict(stats) for name, stats in pools.items()},
         "memory": {"used": memory[0], "limit": memory[1]},

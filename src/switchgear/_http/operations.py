@@ -17,9 +17,15 @@ action reaches every process through Redis, as a breaker's manual commands do.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import html
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
+from importlib import resources
 from typing import Any
 
 from .._breaker.breaker import CircuitBreaker
@@ -27,7 +33,7 @@ from .._breaker.protocol import BreakerState
 from .._breaker.registry import breakers
 from .endpoints import Response, error_response, json_response
 
-__all__ = ["ACTIONS", "MAX_BODY", "Operations", "critical_option"]
+__all__ = ["ACTIONS", "MAX_BODY", "Operations", "critical_option", "wants_page"]
 
 logger = logging.getLogger("switchgear.control")
 
@@ -41,6 +47,44 @@ ACTIONS: dict[str, Callable[[CircuitBreaker], None]] = {
 MAX_BODY = 4096
 
 _UNREADY = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
+
+
+@functools.cache
+def _page(control: str, auth: bool) -> Response:
+    """The live status page (``status.html``, beside this module), for one control prefix.
+
+    Self-contained: inline style and script, no other request than the status document
+    itself. Its Content-Security-Policy allows exactly that script (by its hash) and
+    connections to this origin only.
+    """
+    text = resources.files(__package__).joinpath("status.html").read_text(encoding="utf-8")
+    text = text.replace("{{CONTROL}}", html.escape(control, quote=True))
+    text = text.replace("{{AUTH}}", "1" if auth else "")
+    script = re.search(r"<script>(.*?)</script>", text, re.S)
+    assert script is not None
+    digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode()
+    policy = (
+        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    body = text.encode()
+    return (
+        200,
+        [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Content-Security-Policy", policy),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+        ],
+        body,
+    )
+
+
+def wants_page(method: object, accept: str) -> bool:
+    """A browser asking for the status path: it accepts HTML (a fetch for JSON does not)."""
+    return method in ("GET", "HEAD") and "text/html" in accept.lower()
 
 
 def critical_option(value: object) -> Callable[[str], bool]:
@@ -68,8 +112,10 @@ class Operations:
         critical: Callable[[str], bool],
         ready_path: str | None,
         control_prefix: str | None,
+        auth_required: bool = False,
     ) -> None:
         self.registry = registry
+        self.auth_required = auth_required
         self.critical = critical
         self.ready_path = ready_path
         self.control_prefix = control_prefix  # "<status_path>/breakers/", or None (off)
@@ -77,6 +123,10 @@ class Operations:
     def known(self) -> dict[str, CircuitBreaker]:
         """Every breaker this middleware's registry shares by name (routes and @protected)."""
         return breakers(self.registry)
+
+    def page(self) -> Response:
+        """The live status page; it asks for the token itself and holds no data."""
+        return _page(self.control_prefix or "", self.auth_required)
 
     def ready_answer(self, method: object) -> Response:
         """The readiness endpoint's answer to a request with ``method``."""

@@ -21,7 +21,7 @@ from .base import HttpMiddlewareBase
 from .django_glue import django_route_middleware
 from .endpoints import Response, reason_phrase
 from .log import log_once
-from .operations import MAX_BODY
+from .operations import MAX_BODY, wants_page
 from .options import HttpOptions, default_failure_status
 from .routes import ROUTE_KEY, method_label, wsgi_template
 from .ticket import Ticket
@@ -345,6 +345,9 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         if kind == "ready":  # no auth: load balancers and probes ask
             return _respond(start_response, core.operations.ready_answer(method), method == "HEAD")
         headers = Headers.from_environ(environ)
+        if kind == "status" and wants_page(method, headers.get("accept", "")):
+            # No data in it: the page asks for the token and reads the document itself.
+            return _respond(start_response, core.operations.page(), method == "HEAD")
         verdict = core.check_auth(headers)
         if hasattr(verdict, "__await__"):
             close = getattr(verdict, "close", None)
