@@ -13,13 +13,23 @@ import pytest
 from benchmarks.redis_server import redis_server
 
 from tests.conftest import free_port, require_binary
-from tests.integration.test_http_servers import Server, start
+from tests.integration.test_http_servers import Server, sample, start
 
 pytestmark = pytest.mark.timeout(90)
 
 TOKEN = "operations-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CONTROL = "/switchgear/breakers/inventory"
+
+
+def scrape(c: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(c.get("/metrics", headers=AUTH).text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
 
 
 def uvicorn(tmp: Path, **env: str) -> Server:
@@ -95,6 +105,10 @@ def test_control_plane_actions_and_refusals(server: Server) -> None:
         assert post(json={"action": "disable"}, headers=AUTH).json()["state"] == "disabled"
         assert post(json={"action": "reset"}, headers=AUTH).json()["state"] == "closed"
         assert c.get("/stock").status_code == 200
+        samples = scrape(c)
+    for action in ("force_open", "disable", "reset"):  # counted once each, refusals not
+        labels = {"name": "inventory", "action": action}
+        assert sample(samples, "switchgear_circuit_manual_actions_total", **labels) == 1
     assert "force_open on breaker 'inventory'" in server.log.read_text()
 
 

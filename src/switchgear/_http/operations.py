@@ -31,13 +31,15 @@ from typing import Any
 from .._breaker.breaker import CircuitBreaker
 from .._breaker.protocol import BreakerState
 from .._breaker.registry import breakers
+from .._metrics.facade import live_metrics
 from .endpoints import Response, error_response, json_response
 
 __all__ = ["ACTIONS", "MAX_BODY", "Operations", "critical_option", "wants_page"]
 
 logger = logging.getLogger("switchgear.control")
 
-#: What the control plane can do to a breaker, by the action's name.
+#: What the control plane can do to a breaker, by the action's name (the metrics' label values
+#: are ``_metrics.series.MANUAL_ACTIONS``, the same three).
 ACTIONS: dict[str, Callable[[CircuitBreaker], None]] = {
     "force_open": CircuitBreaker.force_open,
     "disable": CircuitBreaker.disable,
@@ -176,6 +178,10 @@ class Operations:
             return error_response(404, "unknown_breaker")
         apply(breaker)
         assert isinstance(action, str)
+        for metrics in live_metrics(self.registry):  # type: ignore[arg-type]
+            if metrics.name == name:
+                metrics.series.manual_action(action)
+                break
         who = identity(verdict)
         logger.warning(
             "switchgear: %s on breaker %r by %s",

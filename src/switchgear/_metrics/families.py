@@ -120,6 +120,15 @@ _TABLE = (
         otel_unit="{transition}",
     ),
     Family(
+        "manual_actions",
+        "switchgear_circuit_manual_actions",
+        "counter",
+        ("name", "action"),
+        "Actions taken on a circuit breaker through the middleware's control plane.",
+        otel_name="switchgear.circuit.manual_actions",
+        otel_unit="{action}",
+    ),
+    Family(
         "circuit_time",
         "switchgear_circuit_time_seconds",
         "counter",

@@ -32,6 +32,7 @@ from .series import (
     AUTOMATIC_TRANSITIONS,
     BREAKER_STATES,
     LATENCY_BUCKETS,
+    MANUAL_ACTIONS,
     REJECTION_REASONS,
     TICK_SECONDS,
     Series,
@@ -66,6 +67,7 @@ class MultiprocessMirror:
         self.rejections = _counter("rejected")
         self.cold_starts = _counter("cold_starts")
         self.transitions = _counter("transitions")
+        self.manual_actions = _counter("manual_actions")
         self.circuit_time = _counter("circuit_time")
         self.scale_events = _counter("scale_events")
         self.pool_wait = _histogram("pool_wait", LATENCY_BUCKETS)
@@ -113,9 +115,15 @@ class MultiprocessMirror:
             self.state.labels(series.name, state).set(1.0 if state == new else 0.0)
 
     @contained("multiprocess")
+    def manual_action(self, series: Series, action: str) -> None:
+        self.manual_actions.labels(series.name, action).inc()
+
+    @contained("multiprocess")
     def breaker_attached(self, series: Series) -> None:
         for old, new in AUTOMATIC_TRANSITIONS:
             self.transitions.labels(series.name, old, new)  # exported as 0 from now on
+        for action in MANUAL_ACTIONS:
+            self.manual_actions.labels(series.name, action)
 
     @contained("multiprocess")
     def pool_added(self, pool: PoolSeries) -> None:

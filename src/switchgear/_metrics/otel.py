@@ -87,6 +87,7 @@ class Bridge:
             "rejected": self._rejected,
             "cold_starts": self._cold_starts,
             "transitions": self._transitions,
+            "manual_actions": self._manual_actions,
             "circuit_time": self._circuit_time,
             "scale_events": self._scale_events,
             "state": self._state,
@@ -210,6 +211,11 @@ class Bridge:
             transitions = s.transition_counts()
             for (old, new), count in sorted(transitions.items()):
                 yield Observation(count, {"name": s.name, "from_state": old, "to_state": new})
+
+    def _manual_actions(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            for action, count in sorted(s.manual_action_counts().items()):
+                yield Observation(count, {"name": s.name, "action": action})
 
     def _state(self, options: CallbackOptions) -> Iterator[Observation]:
         for s in self._all_series():

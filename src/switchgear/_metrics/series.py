@@ -31,6 +31,7 @@ __all__ = [
     "AUTOMATIC_TRANSITIONS",
     "BREAKER_STATES",
     "LATENCY_BUCKETS",
+    "MANUAL_ACTIONS",
     "REJECTION_REASONS",
     "TICK_SECONDS",
     "Series",
@@ -55,6 +56,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     10.0,
 )
 REJECTION_REASONS = ("circuit_open", "half_open_full", "pool_full", "pool_timeout")
+#: What the middleware's control plane can do to a breaker (exported as 0 until done).
+MANUAL_ACTIONS = ("disable", "force_open", "reset")
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
 #: The transitions a breaker makes by itself (trip, probe, reopen, close). Their counters are
 #: exported at 0 from the moment a breaker is attached, so ``increase()`` and ``rate()`` see
@@ -184,6 +187,7 @@ class Series:
         "breakers",
         "clock",
         "lock",
+        "manual_actions",
         "name",
         "pool_override",
         "pools",
@@ -220,6 +224,7 @@ class Series:
         # housekeeping is due, or there are sinks. -inf: the first call starts it all.
         self._slow_at: list[float] = [float("-inf")]
         self.transitions: dict[tuple[str, str], int] = {}
+        self.manual_actions: dict[str, int] = {}  # control-plane actions, by action
         self.sinks: tuple[Sink, ...] = ()
         self.window = SlidingWindow(window, start=clock())
         self._width = self.window.width
@@ -444,6 +449,17 @@ class Series:
         with self.lock:
             return dict(self.transitions)
 
+    def manual_action(self, action: str) -> None:
+        """Count one control-plane action (``force_open``, ``disable``, ``reset``)."""
+        with self.lock:
+            self.manual_actions[action] = self.manual_actions.get(action, 0) + 1
+        if self.store.mirror is not None:
+            self.store.mirror.manual_action(self, action)
+
+    def manual_action_counts(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.manual_actions)
+
     def snapshot(self) -> SeriesSnapshot:
         """Every number of the series, read under its lock at one instant."""
         with self.lock:
@@ -476,6 +492,8 @@ class Series:
             self.breakers = live
             for key in AUTOMATIC_TRANSITIONS:
                 self.transitions.setdefault(key, 0)
+            for action in MANUAL_ACTIONS:
+                self.manual_actions.setdefault(action, 0)
         breaker.add_listener(self.on_transition)
         if self.store.mirror is not None:
             self.store.mirror.breaker_attached(self)
