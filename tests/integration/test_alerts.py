@@ -249,3 +249,38 @@ def test_catalog_matches_the_metrics_docs() -> None:
     if docs is None:
         pytest.skip("the metrics docs are not written yet")
     assert _names_in_table(docs.read_text(encoding="utf-8")) == {m.name for m in METRICS}
+
+
+def test_rules_with_an_absolute_runbook_address(tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    import sys
+
+    out = tmp_path / "rules.yaml"
+    base = "https://docs.example.com/switchgear/runbooks/"
+    run = [sys.executable, "-m", "tools.observability"]
+    done = subprocess.run(
+        [*run, "--runbook-base-url", base, "--rules-to", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    urls = re.findall(r"runbook_url: '([^']+)'", out.read_text())
+    assert len(urls) == len(alerts())
+    assert all(url.startswith(base + "#") for url in urls), urls
+    check = subprocess.run(
+        [promtool, "check", "rules", str(out)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    relative = subprocess.run(
+        [*run, "--runbook-base-url", "docs/runbooks.md", "--rules-to", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert relative.returncode == 2
+    assert "absolute http(s) URL" in relative.stderr

@@ -333,6 +333,38 @@ def alert_tests() -> list[AlertTests]:
                     ),
                 ),
                 Case(
+                    "four pre-fork workers trip together in one outage: one trip, not four",
+                    "other",
+                    {
+                        sg(
+                            "switchgear_circuit_transitions_total",
+                            name=NAME,
+                            from_state="closed",
+                            to_state="open",
+                        ): explicit([0] * 5 + [4] * 55),
+                    },
+                    _quiet(5, 6, 20, 34),
+                ),
+                Case(
+                    "three fleet trips of four workers each",
+                    "fires",
+                    {
+                        sg(
+                            "switchgear_circuit_transitions_total",
+                            name=NAME,
+                            from_state="closed",
+                            to_state="open",
+                        ): explicit([0] * 5 + [4] * 5 + [8] * 5 + [12] * 45),
+                    },
+                    (
+                        _before(14),
+                        _fires(15, BREAKER, 3),
+                        _fires(34, BREAKER, 3),
+                        _kept(44, BREAKER, 3),
+                        _resolved(45),
+                    ),
+                ),
+                Case(
                     "stuck open: half_open -> open every minute is not flapping",
                     "other",
                     {

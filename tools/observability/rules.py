@@ -174,17 +174,18 @@ def burn_expr(
     return "\nor\n".join(parts)
 
 
-def _new_or_increase(by: str, counter: str, window: int) -> str:
-    """Events in ``window``, also for a counter series born inside the window.
+def _minutes_with_events(by: str, counter: str, window: int) -> str:
+    """How many one-minute steps of ``window`` saw the counter grow, per ``by``.
 
-    A labelled counter often appears only with its first event, at 1; ``increase()`` would
-    miss that event. Series absent ``window`` ago count their whole value instead.
+    Events in the same minute count once: the workers of a pre-fork server, each with its
+    own breaker, trip together in one outage and must not look like several trips. Each
+    step compares the counter with its value a minute before (steps tile the window, so an
+    event is never counted twice); a series born with its first event counts that step.
     """
-    w = duration(window)
-    return (
-        f"sum by ({by}) (\n  ({counter} unless {counter} offset {w})\n  or\n"
-        f"  increase({counter}[{w}])\n)"
-    )
+    grew = f"({counter} unless {counter} offset 1m)\n    or\n    ({counter} - {counter} offset 1m)"
+    # One second short of the window: the steps inside are the same whether the range
+    # includes its start (Prometheus 2) or not (Prometheus 3).
+    return f"count_over_time(\n  (sum by ({by}) (\n    {grew}\n  ) > 0)[{window - 1}s:1m]\n)"
 
 
 def _burn_condition(windows: tuple[BurnWindow, ...], budget: float, what: str) -> str:
@@ -365,7 +366,7 @@ def alerts(config: Config = DEFAULT) -> list[Alert]:
         Alert(
             name="SwitchgearCircuitBreakerFlapping",
             group="switchgear-breakers",
-            expr=_new_or_increase(
+            expr=_minutes_with_events(
                 BREAKER_BY,
                 selector(
                     "switchgear_circuit_transitions_total",
@@ -379,16 +380,17 @@ def alerts(config: Config = DEFAULT) -> list[Alert]:
             summary="A circuit breaker keeps tripping.",
             description=(
                 "Breaker {{ $labels.name }} on {{ $labels.instance }} ({{ $labels.job }}) "
-                "tripped from closed to open {{ $value | humanize }} times in the last "
-                f"{duration(c.breaker_flap_window)}."
+                "tripped from closed to open in {{ $value | humanize }} separate minutes of "
+                f"the last {duration(c.breaker_flap_window)}."
             ),
             for_=0,
             keep_firing_for=c.breaker_flap_keep_firing_for,
             condition=(
-                f"{c.breaker_flap_trips} or more `closed -> open` transitions in "
-                f"{duration(c.breaker_flap_window)}, counted by "
+                f"`closed -> open` transitions in {c.breaker_flap_trips} or more separate "
+                f"minutes of {duration(c.breaker_flap_window)}, counted from "
                 "`switchgear_circuit_transitions_total` (so trips shorter than a scrape count; "
-                "a series that appears with its first trip counts that trip too)"
+                "a series that appears with its first trip counts that trip too; the workers "
+                "of a pre-fork server tripping in the same minute count once)"
             ),
             runbook=Runbook(
                 meaning=(
@@ -431,10 +433,12 @@ def alerts(config: Config = DEFAULT) -> list[Alert]:
                     "No `for:` — the window is the delay. "
                     f"`keep_firing_for: {duration(c.breaker_flap_keep_firing_for)}` because "
                     "the count drops below the threshold whenever the oldest trip leaves the "
-                    "window, even if the breaker keeps flapping. A series with no sample "
-                    f"{duration(c.breaker_flap_window)} ago (new, or after a scrape gap longer "
-                    "than 5m) counts its whole value: a labelled counter usually appears only "
-                    "with its first trip, which `increase()` alone would miss."
+                    "window, even if the breaker keeps flapping. Trips are counted per minute, "
+                    "not one by one: in a pre-fork deployment each worker has its own breaker, "
+                    "and one outage trips them all within seconds; summed, four workers would "
+                    "look like four trips. A series with no sample a minute before (new, or "
+                    "after a scrape gap) counts that minute: a labelled counter usually appears "
+                    "only with its first trip."
                 ),
             ),
         ),
