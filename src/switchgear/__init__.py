@@ -17,6 +17,7 @@ Every error the library raises on its own derives from :class:`SwitchgearError`
 from __future__ import annotations
 
 from ._breaker.breaker import CircuitBreaker
+from ._breaker.events import TransitionEvent
 from ._breaker.protocol import BreakerState
 from ._errors import (
     CircuitOpenError,
@@ -47,6 +48,7 @@ __all__ = [
     "PoolTimeoutError",
     "Stats",
     "SwitchgearError",
+    "TransitionEvent",
     "WSGIMiddleware",
     "WindowStats",
     "instrument",

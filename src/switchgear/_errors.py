@@ -24,6 +24,8 @@ runtime conditions, so they are not ``SwitchgearError``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CircuitOpenError",
     "PoolClosedError",
@@ -55,7 +57,10 @@ class CircuitOpenError(Rejection):
 
     ``reason`` is ``"circuit_open"`` (OPEN or FORCED_OPEN) or ``"half_open_full"``
     (HALF_OPEN with all trial permits in use); ``retry_after`` is the number of seconds
-    after which a call may be admitted again (0 when unknown, e.g. FORCED_OPEN).
+    after which a call may be admitted again (0 when unknown, e.g. FORCED_OPEN). ``trip`` is
+    the :class:`~switchgear.TransitionEvent` that opened the breaker (why it tripped, on
+    what evidence, and the last failure's type and message), or None. It is an attribute,
+    not ``__cause__``: a rejected call must not keep the failed call's frames alive.
 
     Example::
 
@@ -65,14 +70,21 @@ class CircuitOpenError(Rejection):
             print(f"{exc.name} is open, retry in {exc.retry_after:.0f}s")
     """
 
-    def __init__(self, name: str, retry_after: float, reason: str = "circuit_open") -> None:
+    def __init__(
+        self, name: str, retry_after: float, reason: str = "circuit_open", trip: Any = None
+    ) -> None:
         self.name = name
         self.retry_after = retry_after
         self.reason = reason
-        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
+        self.trip = trip
+        why = ""
+        if trip is not None:
+            why = f" ({trip.reason}"
+            why += f"; last failure {trip.error_type})" if trip.error_type else ")"
+        super().__init__(f"circuit {name!r} is open{why}; retry after {retry_after:.3f}s")
 
-    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float, str]]:
-        return (type(self), (self.name, self.retry_after, self.reason))
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float, str, Any]]:
+        return (type(self), (self.name, self.retry_after, self.reason, self.trip))
 
 
 class PoolFullError(Rejection):

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from .. import _validate as v
 from .._errors import CircuitOpenError
+from .events import TransitionEvent
 from .machine import DISABLED, FORCED_OPEN, Machine
 from .protocol import (
     FAILURE,
@@ -260,6 +261,10 @@ class CircuitBreaker:
         """True while shared storage is unreachable and this breaker decides locally."""
         return self._machine.degraded()
 
+    def transitions(self) -> list[TransitionEvent]:
+        """The last transitions (up to ten), oldest first, each with its reason and evidence."""
+        return list(self._machine.recent)
+
     def state_durations(self) -> dict[BreakerState, float]:
         """Seconds spent in each state so far, the current one included (breaker's clock)."""
         return self._machine.durations_now()
@@ -270,10 +275,12 @@ class CircuitBreaker:
     # -- listeners -------------------------------------------------------------------------
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(old_state, new_state)`` after every transition, in order.
+        """Call ``listener`` after every transition, in order.
 
-        Listeners run after the breaker's lock is released; one that raises is logged and
-        affects neither the call nor the other listeners.
+        A listener taking two arguments gets ``(old_state, new_state)``; one taking one
+        argument gets the :class:`~switchgear.TransitionEvent` (reason, evidence, last
+        failure). Listeners run after the breaker's lock is released; one that raises is
+        logged and affects neither the call nor the other listeners.
         """
         self._machine.add_listener(v.callable_("listener", listener))
 

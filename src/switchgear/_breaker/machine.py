@@ -32,10 +32,18 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from .._errors import CircuitOpenError
 from .._window import SlidingWindow
+from .events import (
+    TransitionEvent,
+    current_trace_id,
+    default_reason,
+    describe_error,
+    log_event,
+    takes_event,
+)
 from .protocol import (
     COUNTS_TRANSITIONS,
     FAILURE,
@@ -66,7 +74,9 @@ class Audience(enum.IntEnum):
     COUNT_ONLY = 2  # listeners already know; only the ones counting transitions
 
 
-Event = tuple[BreakerState, BreakerState, Audience]
+Event = tuple[TransitionEvent, Audience]
+#: How many transitions a breaker keeps for the status document.
+RECENT = 10
 
 
 class Machine:
@@ -110,6 +120,9 @@ class Machine:
         with _live_lock:
             _live.add(self)
         self.events: deque[Event] = deque()
+        self.recent: deque[TransitionEvent] = deque(maxlen=RECENT)
+        self.last_error: tuple[str, str] | None = None  # type and message of the last failure
+        self.last_trip: TransitionEvent | None = None
         self.permit_ids = itertools.count(-1, -1)
 
         now = clock()
@@ -220,7 +233,7 @@ class Machine:
             elif state is OPEN:
                 error = self.open_rejection(now)
             elif state is FORCED_OPEN:
-                error = CircuitOpenError(self.name, 0.0, "circuit_open")
+                error = CircuitOpenError(self.name, 0.0, "circuit_open", trip=self.last_trip)
         if self.events:
             self.dispatch()
         if error is not None:
@@ -266,10 +279,17 @@ class Machine:
         self.dispatch()
 
     def classify(self, exc: BaseException) -> Outcome:
-        """SUCCESS, FAILURE or NEUTRAL for a call that raised ``exc``."""
+        """SUCCESS, FAILURE or NEUTRAL for a call that raised ``exc``.
+
+        A failure's type and message are kept for the next trip's event (exceptions only:
+        this is never on the path of a call that returned).
+        """
         if isinstance(exc, NEVER_COUNTED) or self.is_ignored(exc):
             return NEUTRAL
-        return FAILURE if self.is_failure(exc) else SUCCESS
+        if self.is_failure(exc):
+            self.last_error = describe_error(exc)
+            return FAILURE
+        return SUCCESS
 
     # -- hooks: where shared state takes its say -------------------------------------------
     # ``prepare`` runs before the lock is taken, the others with it held. In-process there is
@@ -297,7 +317,7 @@ class Machine:
 
     def open_rejection(self, now: float) -> CircuitOpenError:
         retry = max(self.opened_at + self.open_timeout - now, 0.0)
-        return CircuitOpenError(self.name, retry, "circuit_open")
+        return CircuitOpenError(self.name, retry, "circuit_open", trip=self.last_trip)
 
     def settle_trial(self, token: int | None, outcome: int, now: float) -> None:
         """Count the result of the trial call ``token`` (already removed from ``trials``).
@@ -317,29 +337,43 @@ class Machine:
         if sliding is not None:
             slow = 1.0 if duration > self.slow_after else 0.0
             sliding.add(now, 1.0, 1.0 if failed else 0.0, slow)
-        if self.failures >= self.failure_threshold or (
-            sliding is not None and self.rate_trips(now)
-        ):
-            self.transition(OPEN, now)
+        if self.failures >= self.failure_threshold:
+            evidence = {"failures": self.failures, "threshold": self.failure_threshold}
+            self.transition(OPEN, now, reason="consecutive_failures", evidence=evidence)
+        elif sliding is not None:
+            tripped = self.rate_trips(now)
+            if tripped is not None:
+                self.transition(OPEN, now, reason=tripped[0], evidence=tripped[1])
 
-    def rate_trips(self, now: float) -> bool:
+    def rate_trips(self, now: float) -> tuple[str, dict[str, float]] | None:
+        """The rate rule that holds now (its reason and evidence), if one does."""
         assert self.sliding is not None
         calls, failures, slow = self.sliding.totals(now)
         if calls < self.minimum_calls:
-            return False
-        frt = self.failure_rate_threshold
-        srt = self.slow_call_rate_threshold
-        return (frt is not None and failures >= frt * calls) or (
-            srt is not None and slow >= srt * calls
-        )
+            return None
+        for reason, count, threshold in (
+            ("failure_rate", failures, self.failure_rate_threshold),
+            ("slow_call_rate", slow, self.slow_call_rate_threshold),
+        ):
+            if threshold is not None and count >= threshold * calls:
+                evidence = {
+                    "rate": round(count / calls, 4),
+                    "threshold": threshold,
+                    "calls": calls,
+                    "minimum_calls": self.minimum_calls,
+                    "window": self.window,
+                }
+                return reason, evidence
+        return None
 
     def count_trial(self, outcome: int, now: float) -> None:
         if outcome == FAILURE:
-            self.transition(OPEN, now)
+            self.transition(OPEN, now, reason="trial_failed")
         elif outcome == SUCCESS:
             self.trial_successes += 1
             if self.trial_successes >= self.success_threshold:
-                self.transition(CLOSED, now)
+                evidence = {"successes": self.trial_successes, "threshold": self.success_threshold}
+                self.transition(CLOSED, now, reason="trials_succeeded", evidence=evidence)
 
     def advance(self, now: float) -> None:
         """Apply the time-based transitions due by ``now``, each at its own logical time."""
@@ -349,19 +383,27 @@ class Machine:
                 due = self.opened_at + self.open_timeout
                 if now < due:
                     return
-                self.transition(HALF_OPEN, due)
+                evidence = {"open_timeout": self.open_timeout}
+                self.transition(HALF_OPEN, due, reason="open_timeout_elapsed", evidence=evidence)
             elif state is HALF_OPEN and self.trials:
                 # A trial call unfinished open_timeout after admission counts as a failure,
                 # so a hung probe cannot pin HALF_OPEN.
                 due = min(self.trials.values()) + self.open_timeout
                 if now < due:
                     return
-                self.transition(OPEN, due)
+                evidence = {"open_timeout": self.open_timeout}
+                self.transition(OPEN, due, reason="trial_hung", evidence=evidence)
             else:
                 return
 
     def transition(
-        self, new: BreakerState, at: float, audience: Audience = Audience.EVERYONE
+        self,
+        new: BreakerState,
+        at: float,
+        audience: Audience = Audience.EVERYONE,
+        *,
+        reason: str | None = None,
+        evidence: Mapping[str, float] | None = None,
     ) -> None:
         old = self.state
         self.durations[old] += max(at - self.entered_at, 0.0)
@@ -377,7 +419,37 @@ class Machine:
             self.opened_at = at
         # Publish the lock-free admission check last, after the state is complete.
         self.closed_gen = self.gen if new is CLOSED else None
-        self.events.append((old, new, audience))
+        self.queue_event(old, new, at, audience, reason, evidence)
+
+    def queue_event(
+        self,
+        old: BreakerState,
+        new: BreakerState,
+        at: float,
+        audience: Audience,
+        reason: str | None = None,
+        evidence: Mapping[str, float] | None = None,
+    ) -> None:
+        """Describe one transition for the listeners (lock held; transitions only)."""
+        if audience is Audience.ADOPTED:
+            reason = "adopted"
+        error = self.last_error if new is OPEN else None
+        event = TransitionEvent(
+            self.name,
+            old,
+            new,
+            reason or default_reason(old, new),
+            at,
+            evidence=evidence or {},
+            error_type=error[0] if error else None,
+            error_message=error[1] if error else None,
+            trace_id=current_trace_id(),
+        )
+        if audience is not Audience.COUNT_ONLY:
+            self.recent.append(event)
+            if new is OPEN or new is FORCED_OPEN:
+                self.last_trip = event
+        self.events.append((event, audience))
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -390,23 +462,34 @@ class Machine:
             try:
                 while events:
                     try:
-                        old, new, audience = events.popleft()
+                        event, audience = events.popleft()
                     except IndexError:
                         break
-                    self.deliver(old, new, audience)
+                    self.deliver(event, audience)
             finally:
                 self.dispatch_lock.release()
 
-    def deliver(self, old: BreakerState, new: BreakerState, audience: Audience) -> None:
-        """Tell the listeners of one transition (holding the dispatch lock, in order)."""
+    def deliver(self, event: TransitionEvent, audience: Audience) -> None:
+        """Tell the listeners of one transition (holding the dispatch lock, in order).
+
+        A listener taking one argument gets the :class:`TransitionEvent`; one taking two
+        gets ``(old, new)``. The transition is logged once, by the process that saw it.
+        """
         listeners: Iterable[Listener] = self.listeners
         if audience is Audience.ADOPTED:  # made elsewhere: counted by the process that made it
             listeners = [x for x in listeners if not getattr(x, COUNTS_TRANSITIONS, False)]
         elif audience is Audience.COUNT_ONLY:
             listeners = [x for x in listeners if getattr(x, COUNTS_TRANSITIONS, False)]
+        else:
+            log_event(event)
+        if audience is Audience.ADOPTED:
+            log_event(event)
         for listener in listeners:
             try:
-                listener(old, new)
+                if takes_event(listener):
+                    listener(event)
+                else:
+                    listener(event.old, event.new)
             except Exception:
                 logger.exception(
                     "switchgear: state-change listener %r of breaker %r failed",

@@ -62,7 +62,9 @@ NEVER_COUNTED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, Generato
 ExceptionFilter = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 )
-Listener = Callable[[BreakerState, BreakerState], object]
+#: ``listener(old, new)``, or ``listener(event)`` with a :class:`~switchgear.TransitionEvent`
+#: (told apart by how many positional arguments it takes).
+Listener = Callable[..., object]
 
 # Set on listeners that *count* transitions (metrics). With shared storage a transition made
 # by another process is adopted here: such listeners skip it, so the fleet counts it once.

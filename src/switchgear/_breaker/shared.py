@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from .._errors import CircuitOpenError
@@ -232,9 +233,15 @@ class SharedMachine(Machine):
         # Linked: the store applies time-based transitions, by its own clock.
 
     def transition(
-        self, new: BreakerState, at: float, audience: Audience = Audience.EVERYONE
+        self,
+        new: BreakerState,
+        at: float,
+        audience: Audience = Audience.EVERYONE,
+        *,
+        reason: str | None = None,
+        evidence: Mapping[str, float] | None = None,
     ) -> None:
-        super().transition(new, at, audience)
+        super().transition(new, at, audience, reason=reason, evidence=evidence)
         # Counts, permits and requests belonged to the episode that just ended.
         self.permit_of.clear()
         self.reserved.clear()
@@ -246,7 +253,7 @@ class SharedMachine(Machine):
 
     def count_only(self, old: BreakerState, new: BreakerState) -> None:
         """Queue a transition for the listeners that count transitions only."""
-        self.events.append((old, new, Audience.COUNT_ONLY))
+        self.queue_event(old, new, self.clock(), Audience.COUNT_ONLY)
 
     # -- link health -------------------------------------------------------------------------
 

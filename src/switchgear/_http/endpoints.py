@@ -136,6 +136,11 @@ def _breaker_status(breaker: object) -> dict[str, Any]:
     out: dict[str, Any] = {"state": value}
     if value in ("forced_open", "disabled"):
         out["manual"] = True  # held by hand (a method call or the control plane) until reset
+    recent = getattr(breaker, "transitions", None)
+    if callable(recent):
+        events = [event.as_dict() for event in recent()]
+        if events:
+            out["transitions"] = events  # the last ones, oldest first, with their reasons
     degraded = storage_degraded(breaker)
     if degraded is not None:
         out["storage_degraded"] = degraded

@@ -120,6 +120,15 @@ _TABLE = (
         otel_unit="{transition}",
     ),
     Family(
+        "trips",
+        "switchgear_circuit_trips",
+        "counter",
+        ("name", "reason"),
+        "Circuit breaker trips (transitions to open), by the rule or event that caused them.",
+        otel_name="switchgear.circuit.trips",
+        otel_unit="{trip}",
+    ),
+    Family(
         "manual_actions",
         "switchgear_circuit_manual_actions",
         "counter",

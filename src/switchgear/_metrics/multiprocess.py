@@ -68,6 +68,7 @@ class MultiprocessMirror:
         self.cold_starts = _counter("cold_starts")
         self.transitions = _counter("transitions")
         self.manual_actions = _counter("manual_actions")
+        self.trips = _counter("trips")
         self.circuit_time = _counter("circuit_time")
         self.scale_events = _counter("scale_events")
         self.pool_wait = _histogram("pool_wait", LATENCY_BUCKETS)
@@ -115,6 +116,10 @@ class MultiprocessMirror:
             self.state.labels(series.name, state).set(1.0 if state == new else 0.0)
 
     @contained("multiprocess")
+    def tripped(self, series: Series, reason: str) -> None:
+        self.trips.labels(series.name, reason).inc()
+
+    @contained("multiprocess")
     def manual_action(self, series: Series, action: str) -> None:
         self.manual_actions.labels(series.name, action).inc()
 
@@ -124,6 +129,7 @@ class MultiprocessMirror:
             self.transitions.labels(series.name, old, new)  # exported as 0 from now on
         for action in MANUAL_ACTIONS:
             self.manual_actions.labels(series.name, action)
+        self.trips.labels(series.name, "consecutive_failures")
 
     @contained("multiprocess")
     def pool_added(self, pool: PoolSeries) -> None:

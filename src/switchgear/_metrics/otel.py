@@ -88,6 +88,7 @@ class Bridge:
             "cold_starts": self._cold_starts,
             "transitions": self._transitions,
             "manual_actions": self._manual_actions,
+            "trips": self._trips,
             "circuit_time": self._circuit_time,
             "scale_events": self._scale_events,
             "state": self._state,
@@ -211,6 +212,12 @@ class Bridge:
             transitions = s.transition_counts()
             for (old, new), count in sorted(transitions.items()):
                 yield Observation(count, {"name": s.name, "from_state": old, "to_state": new})
+
+    def _trips(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._all_series():
+            s.breaker_view()  # applies due transitions before counting
+            for reason, count in sorted(s.trip_counts().items()):
+                yield Observation(count, {"name": s.name, "reason": reason})
 
     def _manual_actions(self, options: CallbackOptions) -> Iterator[Observation]:
         for s in self._all_series():

@@ -170,6 +170,8 @@ class Collector:
             duration.append(Sample(_DURATION_SUM, n, snap.latency_sum))
             for (old, new), count in sorted(snap.transitions.items()):
                 fam.counters["transitions"].add_metric([name, old, new], count)
+            for reason, count in sorted(series.trip_counts().items()):
+                fam.counters["trips"].add_metric([name, reason], count)
             for action, count in sorted(series.manual_action_counts().items()):
                 fam.counters["manual_actions"].add_metric([name, action], count)
             degraded = storage_degraded(series.breaker()) if view is not None else None

@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+from .._breaker.events import TRIP_REASONS, default_reason
 from .._breaker.protocol import counts_transitions
 from .._window import SlidingWindow
 
@@ -197,6 +198,7 @@ class Series:
         "sinks",
         "store",
         "transitions",
+        "trips",
         "window",
     )
 
@@ -225,6 +227,7 @@ class Series:
         self._slow_at: list[float] = [float("-inf")]
         self.transitions: dict[tuple[str, str], int] = {}
         self.manual_actions: dict[str, int] = {}  # control-plane actions, by action
+        self.trips: dict[str, int] = {}  # transitions to OPEN, by reason
         self.sinks: tuple[Sink, ...] = ()
         self.window = SlidingWindow(window, start=clock())
         self._width = self.window.width
@@ -494,19 +497,39 @@ class Series:
                 self.transitions.setdefault(key, 0)
             for action in MANUAL_ACTIONS:
                 self.manual_actions.setdefault(action, 0)
+            # The default rule's reason is exported as 0 from the start; the others appear
+            # with their first trip (seven zero series per breaker would be mostly noise).
+            self.trips.setdefault("consecutive_failures", 0)
         breaker.add_listener(self.on_transition)
         if self.store.mirror is not None:
             self.store.mirror.breaker_attached(self)
             self.store.mirror.refresh(self.store)
 
     @counts_transitions  # with shared storage: only transitions this process made
-    def on_transition(self, old: object, new: object) -> None:
-        """Breaker listener: count the transition (runs after every state change, in order)."""
+    def on_transition(self, change: Any, new: Any = None) -> None:
+        """Breaker listener: count the transition, and a trip by its reason (in order).
+
+        Takes the :class:`~switchgear.TransitionEvent`, or ``(old, new)`` from a breaker-like
+        object that only knows states (its trips then count by the transition's kind).
+        """
+        if new is None:
+            old, new, reason = change.old, change.new, change.reason
+        else:
+            old, reason = change, default_reason(change, new)
         key = (_label(old), _label(new))
+        trip = reason if key[1] == "open" and reason in TRIP_REASONS else None
         with self.lock:
             self.transitions[key] = self.transitions.get(key, 0) + 1
+            if trip is not None:
+                self.trips[trip] = self.trips.get(trip, 0) + 1
         if self.store.mirror is not None:
             self.store.mirror.transition(self, key[0], key[1])
+            if trip is not None:
+                self.store.mirror.tripped(self, trip)
+
+    def trip_counts(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.trips)
 
     def breaker(self) -> Any | None:
         """The most recently attached breaker that is still alive."""

@@ -701,7 +701,13 @@ async def test_status_document_lists_names_and_pools_protected_inside_handlers(
         assert doc["names"]["a-plain-metrics"]["circuit_breaker"] == {"state": None}
         assert doc["names"]["a-plain-metrics"]["total"]["request_count"] == 1
         inner = doc["names"]["inner-dep"]
-        assert inner["circuit_breaker"] == {"state": "open"}
+        assert inner["circuit_breaker"]["state"] == "open"
+        (trip,) = inner["circuit_breaker"]["transitions"]  # why it is open, for the page
+        assert (trip["from"], trip["to"], trip["reason"]) == (
+            "closed",
+            "open",
+            "consecutive_failures",
+        )
         assert inner["total"]["error_count"] == 1
         assert doc["pools"]["inner-slots"]["total"] == 1
     finally:

@@ -127,6 +127,7 @@ def test_every_metric_of_the_design_with_its_type_and_labels() -> None:
         ),
         "switchgear_circuit_time_seconds": ("counter", frozenset({"name", "state"})),
         "switchgear_circuit_manual_actions": ("counter", frozenset({"name", "action"})),
+        "switchgear_circuit_trips": ("counter", frozenset({"name", "reason"})),
         "switchgear_pool_size": ("gauge", pool_label),
         "switchgear_pool_in_use": ("gauge", pool_label),
         "switchgear_pool_available": ("gauge", pool_label),
