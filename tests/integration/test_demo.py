@@ -141,7 +141,11 @@ def test_demo_trips_recovers_scales_and_serves_metrics(demo_run: Demo) -> None:
     assert value("switchgear_pool_scale_events_total", pool=INVENTORY_POOL, direction="down") > 0
     assert value("switchgear_pool_max_size", pool=INVENTORY_POOL) == 8
     doc = status.json()
-    assert doc["names"][PAYMENTS_ROUTE]["circuit_breaker"] == {"state": "closed"}
+    breaker = doc["names"][PAYMENTS_ROUTE]["circuit_breaker"]
+    assert breaker["state"] == "closed"
+    # It tripped and recovered: the last transitions say so, with their reasons.
+    assert [t["to"] for t in breaker["transitions"]][-1] == "closed"
+    assert "consecutive_failures" in {t["reason"] for t in breaker["transitions"]}
     assert doc["names"][PAYMENTS_ROUTE]["total"]["error_count"] >= 5
 
     assert demo.finish(timeout=20) == 0, demo.output

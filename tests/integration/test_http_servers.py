@@ -151,7 +151,7 @@ def test_uvicorn_route_template_and_auth(uvicorn_server: Server) -> None:
     entry = doc["names"]["GET /items/{id}"]
     counted_before = doc_before["names"].get("GET /items/{id}", {"total": {"request_count": 0}})
     assert entry["total"]["request_count"] - counted_before["total"]["request_count"] == 100
-    assert entry["circuit_breaker"] == {"state": "closed"}
+    assert entry["circuit_breaker"]["state"] == "closed"
     assert set(doc) == {"names", "pools", "memory", "metrics_errors"}
 
 
@@ -169,7 +169,12 @@ def test_uvicorn_503_retry_after_and_recovery(uvicorn_server: Server) -> None:
         assert c.get("/flaky").status_code == 200
         doc = c.get("/switchgear", headers=AUTH).json()
         samples = scrape(c)
-    assert doc["names"]["GET /flaky"]["circuit_breaker"] == {"state": "closed"}
+    flaky = doc["names"]["GET /flaky"]["circuit_breaker"]
+    assert flaky["state"] == "closed"
+    assert next((t["to"], t["reason"]) for t in flaky["transitions"]) == (
+        "open",
+        "consecutive_failures",
+    )
     assert (
         sample(samples, "switchgear_rejected_total", name="GET /flaky", reason="circuit_open") == 1
     )
@@ -286,7 +291,12 @@ def test_gunicorn_flask_basics(gunicorn_server: Server) -> None:
         sample(samples, "switchgear_rejected_total", name="GET /flaky", reason="circuit_open") == 1
     )
     assert sample(samples, "switchgear_request_duration_seconds_sum", name="GET /stream") >= 0.3
-    assert doc["names"]["GET /flaky"]["circuit_breaker"] == {"state": "closed"}
+    flaky = doc["names"]["GET /flaky"]["circuit_breaker"]
+    assert flaky["state"] == "closed"
+    assert next((t["to"], t["reason"]) for t in flaky["transitions"]) == (
+        "open",
+        "consecutive_failures",
+    )
     assert "GET /control/<action>" not in request_names(samples)
 
 

@@ -97,10 +97,9 @@ def test_control_plane_actions_and_refusals(server: Server) -> None:
         assert (r.status_code, r.json()["state"]) == (200, "forced_open")
         assert c.get("/stock").status_code == 503
         doc = c.get("/switchgear", headers=AUTH).json()
-        assert doc["names"]["inventory"]["circuit_breaker"] == {
-            "state": "forced_open",
-            "manual": True,
-        }
+        held = doc["names"]["inventory"]["circuit_breaker"]
+        assert (held["state"], held["manual"]) == ("forced_open", True)
+        assert held["transitions"][-1]["reason"] == "manual"
         assert c.get("/switchgear/ready").status_code == 503
         assert post(json={"action": "disable"}, headers=AUTH).json()["state"] == "disabled"
         assert post(json={"action": "reset"}, headers=AUTH).json()["state"] == "closed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import signal
 import threading
@@ -70,6 +71,13 @@ def fork_while_busy(
     15 s is hung (a lock the fork caught held): it is killed and reported as -9.
     """
     stop = threading.Event()
+    # These tests are about switchgear's own locks. Transitions are logged, and a thread
+    # writing to a buffered stream at the instant of a fork leaves the child's copy of that
+    # stream's lock held (CPython resets logging's locks in a child, not buffered I/O's), so
+    # the transition log is quiet here.
+    quiet = logging.getLogger("switchgear.breaker")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
 
     def loop(index: int) -> None:
         while not stop.is_set():
@@ -95,6 +103,7 @@ def fork_while_busy(
         stop.set()
         for t in workers:
             t.join()
+        quiet.setLevel(level)
     codes: dict[int, int] = {}
     deadline = time.monotonic() + 15.0
     while len(codes) < len(pids):
@@ -127,7 +136,8 @@ def test_children_forked_while_threads_hammer_a_breaker_never_hang() -> None:
         for _ in range(3):
             with contextlib.suppress(RuntimeError):
                 breaker.call(_boom)
-        assert breaker.state is sg.BreakerState.OPEN
+        # Tripped (and, open_timeout being 1 ms, perhaps half-open already).
+        assert breaker.state in (sg.BreakerState.OPEN, sg.BreakerState.HALF_OPEN)
 
     assert fork_while_busy(step, child) == [0] * 20
 

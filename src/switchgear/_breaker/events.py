@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -114,10 +115,14 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
 
 
 def current_trace_id() -> str | None:
-    """The trace id of the OpenTelemetry span current in this thread, if one is sampled."""
-    try:
-        from opentelemetry import trace
-    except ImportError:
+    """The trace id of the OpenTelemetry span current in this thread, if there is one.
+
+    Never imports: without ``opentelemetry.trace`` already loaded no span can be current,
+    and an import here (under the breaker's lock, perhaps in a thread racing a fork) could
+    block a forked child on the module's import lock forever.
+    """
+    trace: Any = sys.modules.get("opentelemetry.trace")
+    if trace is None:
         return None
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
