@@ -191,3 +191,23 @@ def test_pings_are_paced_and_an_unanswered_one_means_lost() -> None:
     assert not listening.overdue(10.0)
     assert not listening.ping_due(0.49)
     assert listening.ping_due(0.5)  # every max_staleness / 2
+
+
+def test_the_process_that_did_not_trip_hears_an_adopted_event(
+    storages: Callable[..., RedisStorage],
+) -> None:
+    hosts = [storages(max_staleness=LONG) for _ in range(2)]
+    a, b = (shared("push-adopted", s, failure_threshold=1, open_timeout=60.0) for s in hosts)
+    heard: list[sg.TransitionEvent] = []
+    b.add_listener(heard.append)
+    pushing(*hosts)
+    wait_for(lambda: a._machine.linked and b._machine.linked, 5.0)  # type: ignore[attr-defined]
+    fail(a)
+    wait_for(lambda: b.state is sg.BreakerState.OPEN, PUSHED)
+    assert a.transitions()[-1].reason == "consecutive_failures"
+    (event,) = heard
+    assert (event.old, event.new, event.reason) == (
+        sg.BreakerState.CLOSED,
+        sg.BreakerState.OPEN,
+        "adopted",
+    )
