@@ -431,7 +431,7 @@ class Machine:
         evidence: Mapping[str, float] | None = None,
     ) -> None:
         """Describe one transition for the listeners (lock held; transitions only)."""
-        if audience is Audience.ADOPTED:
+        if audience is Audience.ADOPTED and reason is None:
             reason = "adopted"
         error = self.last_error if new is OPEN else None
         event = TransitionEvent(

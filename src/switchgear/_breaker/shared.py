@@ -214,7 +214,12 @@ class SharedMachine(Machine):
         """Trip on this process's evidence now; the store hears of it in the next exchange."""
         self.trip = Trip.PENDING
         self.trip_epoch = self.remote_epoch
-        self.adopt_state(OPEN, now)  # counted once the store says this process made it
+        evidence = {"failures": self.failures, "threshold": self.failure_threshold}
+        # Told to every listener but the counting ones: counted once the store says this
+        # process made the fleet's trip.
+        self.transition(
+            OPEN, now, Audience.ADOPTED, reason="consecutive_failures", evidence=evidence
+        )
         self.push()
 
     def count_trial_permit(self, permit: int | None, outcome: int, now: float) -> None:
@@ -278,6 +283,9 @@ class SharedMachine(Machine):
         """Whether the store decides (lock held); drops to local state if it went silent."""
         if self.linked and self.storage.stale(time.monotonic()):
             self.go_local(self.clock())
+            # Ask the store again soon: with changes pushed, an idle breaker's next refresh
+            # could be an hour away, and it would decide alone all that time.
+            self.due_at = 0.0
         return self.linked
 
     def go_local(self, now: float) -> None:
