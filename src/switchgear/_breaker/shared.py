@@ -365,14 +365,7 @@ class SharedMachine(Machine):
                     else:
                         keep.append((permit, since))
                 self.reserved = keep
-            if (
-                not self.dirty
-                and now < self.due_at
-                and not (force and self.out.pending())
-                and not (
-                    self.out.has_counts() and now >= self.sent_at + self.storage.max_staleness / 2
-                )
-            ):
+            if now < self.storage_due() and not (force and self.out.pending()):
                 return None
             out = self.out
             self.out = Outbox()

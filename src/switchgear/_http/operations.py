@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from .._breaker.breaker import CircuitBreaker
 from .._breaker.protocol import BreakerState
 from .._breaker.registry import breakers
@@ -110,7 +112,7 @@ class Operations:
 
     def __init__(
         self,
-        registry: object,
+        registry: CollectorRegistry | None,
         critical: Callable[[str], bool],
         ready_path: str | None,
         control_prefix: str | None,
@@ -178,7 +180,7 @@ class Operations:
             return error_response(404, "unknown_breaker")
         apply(breaker)
         assert isinstance(action, str)
-        for metrics in live_metrics(self.registry):  # type: ignore[arg-type]
+        for metrics in live_metrics(self.registry):
             if metrics.name == name:
                 metrics.series.manual_action(action)
                 break

@@ -22,7 +22,7 @@ import redis.cluster
 
 from .codec import keys_for
 
-__all__ = ["by_node", "is_cluster", "members", "owner", "quiet"]
+__all__ = ["by_node", "is_cluster", "members", "owner", "quiet", "round_groups"]
 
 _W = TypeVar("_W")
 
@@ -49,6 +49,21 @@ def by_node(
     for item in work:
         groups.setdefault(owner(client, key_prefix, item[0].name), []).append(item)
     return groups
+
+
+def round_groups(
+    client: Any, key_prefix: str, work: Sequence[tuple[Any, _W]]
+) -> list[tuple[str, str, list[tuple[Any, _W]]]]:
+    """A round's pipelines: ``(where, node label for the log, work)`` each.
+
+    With a plain client, one group for the whole store, named ``""``.
+    """
+    if not is_cluster(client):
+        return [("", "", list(work))] if work else []
+    return [
+        (where, where or "(no node owns the slot)", group)
+        for where, group in by_node(client, key_prefix, work).items()
+    ]
 
 
 def members(client: Any, key_prefix: str, peers: Sequence[Any], where: str) -> list[Any]:

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .._breaker.storage import Ledger, Outbox, Peer, Reply
-from .cluster import by_node, is_cluster, members, quiet
+from .cluster import is_cluster, members, quiet, round_groups
 from .codec import EXCHANGE, queue, replies
 from .listener import Listening, listen_task
 
@@ -194,13 +194,8 @@ class TaskDriver:
         """One round of exchanges, each bounded by ``timeout``; False if Redis (or a node of
         a cluster) did not answer."""
         work = self.ledger.plan(time.monotonic(), force)
-        groups = by_node(self.client, self.key_prefix, work) if self.cluster else {"": work}
         ok = True
-        for where, group in groups.items():
-            if not group:
-                continue
-            node = where or ("(no node owns the slot)" if self.cluster else "")
-            members = self._members(where) if self.cluster else None
+        for where, node, group in round_groups(self.client, self.key_prefix, work):
             try:
                 replies = await asyncio.wait_for(self._exchange(group), self.ledger.timeout)
             except asyncio.CancelledError:
@@ -210,6 +205,8 @@ class TaskDriver:
                 self.ledger.unsent(group)
                 raise
             except Exception as exc:  # any failure means "decide locally", never a crash
+                # On a cluster only the failed node's breakers decide locally.
+                members = self._members(where) if self.cluster else None
                 self.ledger.failed(group, exc, node, members)
                 ok = False
                 continue

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .._breaker.storage import Ledger, Outbox, Peer, Reply
-from .cluster import by_node, is_cluster, members, quiet
+from .cluster import is_cluster, members, quiet, round_groups
 from .codec import EXCHANGE, queue, replies
 from .listener import Listening, listen_thread
 
@@ -161,28 +161,20 @@ class ThreadDriver:
     def _round(self, force: bool) -> bool:
         """One round of exchanges; False if the store (or a node of it) did not answer."""
         work = self.ledger.plan(time.monotonic(), force)
-        if not self.cluster:
-            if not work:
-                return True
-            try:
-                replies = self._exchange(work)
-            except Exception as exc:  # any failure means "decide locally", never a crash
-                self.ledger.failed(work, exc)
-                return False
-            self.ledger.delivered(work, replies)
-            return True
         ok = True
-        for where, group in by_node(self.client, self.key_prefix, work).items():
-            node = where or "(no node owns the slot)"
+        for where, node, group in round_groups(self.client, self.key_prefix, work):
             try:
                 replies = self._exchange(group)
-            except Exception as exc:  # that node's breakers decide locally, the rest go on
-                self.ledger.failed(group, exc, node, self._members(where))
+            except Exception as exc:  # those breakers decide locally, never a crash
+                # On a cluster only the failed node's breakers decide locally.
+                members = self._members(where) if self.cluster else None
+                self.ledger.failed(group, exc, node, members)
                 ok = False
                 continue
             self._heard[where] = time.monotonic()
             self.ledger.delivered(group, replies, node)
-        self._ping_quiet_nodes()
+        if self.cluster:
+            self._ping_quiet_nodes()
         return ok
 
     def _members(self, where: str) -> list[Peer]:
