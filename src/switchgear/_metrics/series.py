@@ -148,12 +148,6 @@ class SeriesSnapshot(NamedTuple):
         return sum(self.counts)
 
 
-def _retire(ref: weakref.ref[Series], shard: list[float]) -> None:
-    series = ref()
-    if series is not None:
-        series._retire(shard)
-
-
 class _Owner:
     """Lives in a thread's local storage; its death (thread exit) retires the thread's shard."""
 
@@ -263,20 +257,15 @@ class Series:
         owner = _Owner()
         with self.lock:
             self._shards.append(shard)
-        # Weakly: a thread that never ends (the main one) must not keep the series alive.
-        weakref.finalize(owner, _retire, weakref.ref(self), shard).atexit = False
+        # When the thread ends, its shard joins ``_dead``, folded in by the next reader. The
+        # finalizer holds the list, not the series: a thread that never ends (the main one)
+        # must not keep the series alive. It takes no lock (``list.append`` is atomic): it
+        # runs at any point of any thread, also in a forked child while the interpreter
+        # discards the threads that did not survive the fork, whose locks stay held.
+        weakref.finalize(owner, self._dead.append, shard).atexit = False
         self._local.shard = shard
         self._local.owner = owner
         return shard
-
-    def _retire(self, shard: list[float]) -> None:
-        """Mark an ended thread's shard for folding into ``_retired`` by the next reader.
-
-        Takes no lock: this runs from a finalizer, at any point of any thread, including in
-        a forked child while the interpreter discards the threads that did not survive the
-        fork, when a lock held by one of them would never be released.
-        """
-        self._dead.append(shard)
 
     def _aggregate(self) -> list[float]:
         """The sum of every shard. Caller holds the lock."""

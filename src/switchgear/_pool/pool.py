@@ -64,15 +64,6 @@ DEFAULT_ACQUIRE_TIMEOUT = 30.0
 _live_pools: weakref.WeakSet[DynamicPool[Any]] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
-    for pool in list(_live_pools):
-        pool._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class DynamicPool(Generic[T]):
     """A pool of resources made by ``factory``, between ``min_size`` and ``max_size`` of them.
 
@@ -478,6 +469,12 @@ class DynamicPool(Generic[T]):
         """
         return scale_step(self._core)
 
+    @classmethod
+    def _forked_child(cls) -> None:
+        """At-fork handler (after, in the child): every live pool's own repair."""
+        for pool in list(_live_pools):
+            pool._after_fork()
+
     def _after_fork(self) -> None:
         # In a forked child only the forking thread exists: a lock another thread held stays
         # held forever, that thread's waiters never wake, and the autoscaler is gone.
@@ -575,3 +572,7 @@ class DynamicPool(Generic[T]):
             f"<DynamicPool {self._name!r} total={s.total} in_use={s.in_use} "
             f"waiting={s.waiting} min={self.min_size} max={self.max_size}{state}>"
         )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=DynamicPool._forked_child)
