@@ -78,6 +78,26 @@ def _child(conn: Connection, port: int) -> None:  # pragma: no cover - runs in t
             time.sleep(0.003)
         return admitted
 
+    def fail_trial(name: str, timeout: float) -> bool:
+        """Take a trial permit as soon as one is granted here, and fail that trial call."""
+        breaker = breakers[name]
+        deadline = time.monotonic() + timeout
+        while not breaker.allow_request():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.003)
+        breaker.record_result(False)
+        return True
+
+    def wait_interval(name: str, seconds: float, timeout: float) -> float | None:
+        """Seconds until this process's breaker lasts ``seconds`` when OPEN (None: never)."""
+        start = time.monotonic()
+        while breakers[name].current_open_timeout != seconds:
+            if time.monotonic() - start > timeout:
+                return None
+            time.sleep(0.002)
+        return time.monotonic() - start
+
     def settle(name: str, count: int) -> None:
         for _ in range(count):
             breakers[name].record_result(True)
@@ -143,6 +163,8 @@ def _child(conn: Connection, port: int) -> None:  # pragma: no cover - runs in t
         "wait_state": wait_state,
         "probe": probe,
         "settle": settle,
+        "fail_trial": fail_trial,
+        "wait_interval": wait_interval,
         "hammer": hammer,
         "transitions": transitions,
         "status": status,
@@ -266,6 +288,42 @@ def test_half_open_admits_at_most_max_calls_fleet_wide_then_closes_everywhere(
         "open>half_open": 1,
         "half_open>closed": 1,
     }
+
+
+def test_the_fleet_backs_off_together_and_closing_resets_it(
+    fleet: Fleet, server: RedisServer
+) -> None:
+    """The open interval lives in Redis: a trial failed in any process lengthens it for all."""
+    base, longest = 0.4, 1.6
+    options = {
+        "failure_threshold": 1,
+        "success_threshold": 1,
+        "open_timeout": base,
+        "backoff_factor": 2.0,
+        "max_open_timeout": longest,
+    }
+    fleet.all("make", "backoff", options)
+    fleet.one(0, "fail", "backoff")
+    assert all(e is not None for e in fleet.all("wait_state", "backoff", "open", 5.0))
+    for k, expected in enumerate((0.8, 1.6, 1.6), start=1):
+        prober = k % PROCESSES  # a different process fails each trial
+        started = time.monotonic()
+        assert fleet.one(prober, "fail_trial", "backoff", 10.0)
+        waited = fleet.all("wait_interval", "backoff", expected, BOUND)
+        assert None not in waited, (k, waited)
+        state = server.client().hmget("switchgear:{backoff}", "backoffs", "interval")
+        assert state == [str(k).encode(), str(round(expected * 1000)).encode()]
+        # Nobody probes again before the longer interval is over.
+        half_open = fleet.all("wait_state", "backoff", "half_open", expected + 5.0)
+        assert None not in half_open
+        assert time.monotonic() - started >= expected - 0.05, (k, half_open)
+    deadline = time.monotonic() + 10.0
+    while fleet.one(3, "probe", "backoff", 0.05) == 0:  # until a permit is granted here
+        assert time.monotonic() < deadline, "no trial permit for process 3"
+    fleet.one(3, "settle", "backoff", 1)  # the trial succeeds: closed everywhere
+    assert None not in fleet.all("wait_state", "backoff", "closed", BOUND)
+    assert None not in fleet.all("wait_interval", "backoff", base, BOUND)
+    assert server.client().hmget("switchgear:{backoff}", "backoffs", "interval") == [b"0", b"400"]
 
 
 def test_eight_threads_in_four_processes_count_every_transition_once(

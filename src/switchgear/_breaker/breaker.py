@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from .. import _validate as v
 from .._errors import CircuitOpenError
+from .backoff import Backoff
 from .events import TransitionEvent
 from .machine import DISABLED, FORCED_OPEN, Machine
 from .protocol import (
@@ -106,6 +107,31 @@ def _matcher(argname: str, spec: object) -> Callable[[BaseException], bool]:
     )
 
 
+def _backoff(
+    open_timeout: float, factor: object, maximum: v.Seconds | None, jitter: object
+) -> Backoff:
+    """The open-interval rule from the backoff options, each checked and named."""
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool):
+        raise TypeError(f"backoff_factor must be a number >= 1, not {type(factor).__name__}")
+    grow = float(factor)
+    if not 1.0 <= grow <= 100.0:
+        raise ValueError(f"backoff_factor must be between 1 and 100, got {factor!r}")
+    if not isinstance(jitter, (int, float)) or isinstance(jitter, bool):
+        raise TypeError(f"backoff_jitter must be a number in [0, 1), not {type(jitter).__name__}")
+    if not 0.0 <= float(jitter) < 1.0:
+        raise ValueError(f"backoff_jitter must be in [0, 1), got {jitter!r}")
+    if maximum is None:
+        # Ten times the base: a dependency down for an hour is probed every few minutes.
+        longest = min(open_timeout * 10.0, v.MAX_SECONDS) if grow > 1.0 else open_timeout
+    else:
+        longest = v.seconds("max_open_timeout", maximum)
+        if longest < open_timeout:
+            raise ValueError(
+                f"max_open_timeout ({longest!r} s) must be >= open_timeout ({open_timeout!r} s)"
+            )
+    return Backoff(open_timeout, grow, longest, float(jitter))
+
+
 class _Option(Generic[_V]):
     """A breaker option: read from the machine that applies it, never changed afterwards."""
 
@@ -134,6 +160,11 @@ class CircuitBreaker:
     ``half_open_max_calls`` trial calls run; ``success_threshold`` successes close it, any
     failure reopens it.
 
+    With ``backoff_factor`` above 1, each trial episode that fails in a row multiplies the
+    next open interval by it, up to ``max_open_timeout`` (default ten times
+    ``open_timeout``); ``backoff_jitter`` takes up to that fraction off each interval at
+    random. Closing returns it to ``open_timeout``.
+
     Example::
 
         breaker = sg.CircuitBreaker("payments", failure_threshold=5, open_timeout=30.0)
@@ -153,6 +184,9 @@ class CircuitBreaker:
     failure_threshold: _Option[int] = _Option()
     success_threshold: _Option[int] = _Option()
     open_timeout: _Option[float] = _Option()
+    backoff_factor: _Option[float] = _Option()
+    max_open_timeout: _Option[float] = _Option()
+    backoff_jitter: _Option[float] = _Option()
     half_open_max_calls: _Option[int] = _Option()
     failure_rate_threshold: _Option[float | None] = _Option()
     slow_call_duration: _Option[float | None] = _Option()
@@ -165,6 +199,7 @@ class CircuitBreaker:
     closed_token: Callable[[], int | None]
     finish: Callable[[int | None, int, float], None]
     classify: Callable[[BaseException], Outcome]
+    note_failure: Callable[[str, str], None]
     clock: Callable[[], float]
 
     def __init__(
@@ -174,6 +209,9 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         success_threshold: int = 3,
         open_timeout: v.Seconds = 30.0,
+        backoff_factor: float = 1.0,
+        max_open_timeout: v.Seconds | None = None,
+        backoff_jitter: float = 0.0,
         half_open_max_calls: int | None = None,
         failure_rate_threshold: float | None = None,
         slow_call_duration: v.Seconds | None = None,
@@ -202,10 +240,12 @@ class CircuitBreaker:
         )
         if slow_call_rate_threshold is not None and slow_call_duration is None:
             raise ValueError("slow_call_rate_threshold needs slow_call_duration to be set")
+        open_timeout = v.seconds("open_timeout", open_timeout)
         options: dict[str, Any] = {
             "failure_threshold": failure_threshold,
             "success_threshold": success_threshold,
-            "open_timeout": v.seconds("open_timeout", open_timeout),
+            "open_timeout": open_timeout,
+            "backoff": _backoff(open_timeout, backoff_factor, max_open_timeout, backoff_jitter),
             "half_open_max_calls": half_open_max_calls,
             "failure_rate_threshold": v.optional_ratio(
                 "failure_rate_threshold", failure_rate_threshold
@@ -239,6 +279,7 @@ class CircuitBreaker:
         self.closed_token = machine.closed_token
         self.finish = machine.finish
         self.classify = machine.classify
+        self.note_failure = machine.note_failure
         self.clock = machine.clock
 
     # -- introspection ---------------------------------------------------------------------
@@ -250,6 +291,12 @@ class CircuitBreaker:
         With ``storage=``: as last reported by the store (at most ``max_staleness`` old).
         """
         return self._machine.current_state()
+
+    @property
+    def current_open_timeout(self) -> float:
+        """How long the current (or next) OPEN episode lasts: ``open_timeout`` grown by backoff."""
+        self._machine.current_state()
+        return self._machine.open_interval
 
     @property
     def storage(self) -> Storage | None:

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from .protocol import BreakerState
@@ -25,6 +26,7 @@ __all__ = [
     "TransitionEvent",
     "default_reason",
     "describe_error",
+    "describe_status",
     "log_event",
     "takes_event",
 ]
@@ -112,6 +114,15 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     if len(message) > _MESSAGE_LIMIT:
         message = message[: _MESSAGE_LIMIT - 1] + "…"
     return name, message
+
+
+def describe_status(status: object) -> tuple[str, str]:
+    """A failed HTTP response as a breaker's last failure: ``("HTTP 503", "...")``."""
+    try:
+        phrase = f" {HTTPStatus(int(status)).phrase}"  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        phrase = ""
+    return f"HTTP {status}", f"the app answered {status}{phrase}"
 
 
 def current_trace_id() -> str | None:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .._errors import CircuitOpenError
 from .._window import SlidingWindow
+from .backoff import Backoff
 from .events import (
     TransitionEvent,
     current_trace_id,
@@ -44,6 +45,7 @@ from .events import (
     log_event,
     takes_event,
 )
+from .notify import listener_for, wrapped
 from .protocol import (
     COUNTS_TRANSITIONS,
     FAILURE,
@@ -89,6 +91,7 @@ class Machine:
         failure_threshold: int,
         success_threshold: int,
         open_timeout: float,
+        backoff: Backoff,
         half_open_max_calls: int,
         failure_rate_threshold: float | None,
         slow_call_duration: float | None,
@@ -104,6 +107,10 @@ class Machine:
         self.failure_threshold = failure_threshold
         self.success_threshold = success_threshold
         self.open_timeout = open_timeout
+        self.backoff = backoff
+        self.backoff_factor = backoff.factor
+        self.max_open_timeout = backoff.longest
+        self.backoff_jitter = backoff.jitter
         self.half_open_max_calls = half_open_max_calls
         self.failure_rate_threshold = failure_rate_threshold
         self.slow_call_duration = slow_call_duration
@@ -113,7 +120,7 @@ class Machine:
         self.is_failure = is_failure
         self.is_ignored = is_ignored
         self.clock = clock
-        self.listeners = listeners
+        self.listeners = [listener_for(fn, name) for fn in listeners]
 
         self.lock = threading.Lock()
         self.dispatch_lock = threading.Lock()
@@ -132,6 +139,8 @@ class Machine:
         self.closed_gen: int | None = 0
         self.failures = 0  # consecutive failures while CLOSED
         self.opened_at = now
+        self.open_interval = open_timeout  # how long this OPEN episode lasts
+        self.backoffs = 0  # failed or hung trial episodes in a row
         self.trials: dict[int, float] = {}  # trial permit id -> admission time
         self.trial_successes = 0
         self.entered_at = now
@@ -167,11 +176,11 @@ class Machine:
 
     def add_listener(self, listener: Listener) -> None:
         with self.lock:
-            self.listeners = [*self.listeners, listener]
+            self.listeners = [*self.listeners, listener_for(listener, self.name)]
 
     def remove_listener(self, listener: Listener) -> None:
         with self.lock:
-            self.listeners = [fn for fn in self.listeners if fn is not listener]
+            self.listeners = [fn for fn in self.listeners if wrapped(fn) is not listener]
 
     # -- manual control --------------------------------------------------------------------
 
@@ -291,6 +300,10 @@ class Machine:
             return FAILURE
         return SUCCESS
 
+    def note_failure(self, error_type: str, message: str) -> None:
+        """Remember a failure counted by ``finish`` but classified elsewhere (an HTTP status)."""
+        self.last_error = (error_type, message)
+
     # -- hooks: where shared state takes its say -------------------------------------------
     # ``prepare`` runs before the lock is taken, the others with it held. In-process there is
     # nothing to prepare or to tell, and bringing the state up to date is applying due
@@ -316,7 +329,7 @@ class Machine:
         return None, CircuitOpenError(self.name, retry, "half_open_full")
 
     def open_rejection(self, now: float) -> CircuitOpenError:
-        retry = max(self.opened_at + self.open_timeout - now, 0.0)
+        retry = max(self.opened_at + self.open_interval - now, 0.0)
         return CircuitOpenError(self.name, retry, "circuit_open", trip=self.last_trip)
 
     def settle_trial(self, token: int | None, outcome: int, now: float) -> None:
@@ -380,10 +393,10 @@ class Machine:
         while True:
             state = self.state
             if state is OPEN:
-                due = self.opened_at + self.open_timeout
+                due = self.opened_at + self.open_interval
                 if now < due:
                     return
-                evidence = {"open_timeout": self.open_timeout}
+                evidence = {"open_timeout": self.open_interval}
                 self.transition(HALF_OPEN, due, reason="open_timeout_elapsed", evidence=evidence)
             elif state is HALF_OPEN and self.trials:
                 # A trial call unfinished open_timeout after admission counts as a failure,
@@ -417,9 +430,28 @@ class Machine:
             self.sliding.clear()
         if new is OPEN:
             self.opened_at = at
+            evidence = self.back_off(old, evidence)
+        elif new is CLOSED:
+            self.backoffs = 0
+            self.open_interval = self.open_timeout
         # Publish the lock-free admission check last, after the state is complete.
         self.closed_gen = self.gen if new is CLOSED else None
         self.queue_event(old, new, at, audience, reason, evidence)
+
+    def back_off(
+        self, old: BreakerState, evidence: Mapping[str, float] | None
+    ) -> Mapping[str, float] | None:
+        """Set this OPEN episode's length; a trip's evidence then says it, if it can vary.
+
+        A trial episode that failed (or hung) lengthens the next one; any other way into OPEN
+        starts from ``open_timeout`` again.
+        """
+        backoff = self.backoff
+        self.backoffs = self.backoffs + 1 if old is HALF_OPEN else 0
+        self.open_interval = backoff.interval(self.backoffs, backoff.draw())
+        if not backoff.active:
+            return evidence
+        return {**(evidence or {}), "open_for": self.open_interval, "backoffs": self.backoffs}
 
     def queue_event(
         self,

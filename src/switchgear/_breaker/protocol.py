@@ -98,4 +98,7 @@ class Admission(Protocol):
         """Count the result of a call admitted with ``token``."""
 
     def classify(self, exc: BaseException) -> Outcome:
-        """The outcome of a call that raised ``exc``."""
+        """The outcome of a call that raised ``exc`` (a failure is kept for the next trip)."""
+
+    def note_failure(self, error_type: str, message: str) -> None:
+        """Keep a failure classified elsewhere (an HTTP status) for the next trip's event."""

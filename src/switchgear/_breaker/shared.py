@@ -75,6 +75,9 @@ class SharedMachine(Machine):
             slow_call_rate_threshold=self.slow_call_rate_threshold,
             window=self.window,
             minimum_calls=self.minimum_calls,
+            backoff_factor=self.backoff.factor,
+            max_open_timeout=self.backoff.longest,
+            backoff_jitter=self.backoff.jitter,
         )
         storage.check_rules(self.rules)
         self.storage = storage
@@ -372,6 +375,7 @@ class SharedMachine(Machine):
             self.dirty = False
             out.epoch = self.remote_epoch
             out.reseed_from, self.reseed = self.reseed, ""
+            out.jitter_draw = self.backoff.draw()
             if self.trip == Trip.PENDING:
                 self.trip = Trip.SENT
                 out.trip_epoch = self.trip_epoch
@@ -400,7 +404,7 @@ class SharedMachine(Machine):
             if reply.state == "open":
                 # Ask again right when the store will move it to HALF_OPEN (the store applies
                 # time-based transitions only when asked, so nobody announces this one).
-                due = min(due, now + max(self.open_timeout - reply.age, 0.0) + 0.002)
+                due = min(due, now + max(reply.interval - reply.age, 0.0) + 0.002)
             elif reply.state == "half_open":
                 # A trial permit unreturned for open_timeout reopens it, also only when asked.
                 due = min(due, now + self.open_timeout)
@@ -459,6 +463,10 @@ class SharedMachine(Machine):
             self.adopt_state(final, max(now - reply.age, self.entered_at))
         if final is OPEN:
             self.opened_at = now - reply.age
+        if final is OPEN or final is HALF_OPEN:
+            # The fleet's backoff, decided by the store, replaces what this process reckoned.
+            self.open_interval = reply.interval
+            self.backoffs = reply.backoffs
         elif final is CLOSED:
             pending = self.out
             self.failures = pending.streak if pending.reset else reply.failures + pending.streak

@@ -66,6 +66,9 @@ class Rules:
     slow_call_rate_threshold: float | None
     window: float
     minimum_calls: int
+    backoff_factor: float = 1.0
+    max_open_timeout: float = 0.0  # the longest open interval (open_timeout without backoff)
+    backoff_jitter: float = 0.0
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Outbox:
     acquire: int = 0  # trial permits wanted
     command: str = ""  # "", "reset", "forced_open" or "disabled"
     reseed_from: str = ""  # replace a seed this breaker wrote that is now out of date
+    jitter_draw: float = 0.0  # the fraction to take off an open interval the store starts
     # A trip made locally, proposed to the store: the epoch its evidence belongs to.
     trip_epoch: int | None = None
 
@@ -139,6 +143,8 @@ class Reply:
     moves: tuple[tuple[str, str], ...]  # automatic transitions this exchange performed
     granted: tuple[int, ...]  # trial permits granted to this breaker
     seeded: bool = False  # this exchange created the shared state from the outbox's seed
+    backoffs: int = 0  # failed trial episodes in a row (the fleet's open backoff)
+    interval: float = 0.0  # seconds the current (or next) OPEN episode lasts, store-decided
 
 
 class Peer(Protocol):
@@ -459,10 +465,12 @@ class Storage:
 
     def check_rules(self, rules: Rules) -> None:
         """Refuse a breaker whose state could expire from the store while it is in use."""
-        if self.key_ttl <= rules.open_timeout:
+        longest = max(rules.open_timeout, rules.max_open_timeout)
+        if self.key_ttl <= longest:
+            option = "max_open_timeout" if longest > rules.open_timeout else "open_timeout"
             raise ValueError(
                 f"storage: key_ttl ({self.key_ttl!r} s) must be longer than the breaker's "
-                f"open_timeout ({rules.open_timeout!r} s), or an open breaker's state could expire"
+                f"{option} ({longest!r} s), or an open breaker's state could expire"
             )
 
     # -- used by applications ---------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from .._breaker.protocol import NEUTRAL, NEVER_COUNTED
+from .._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED
 from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._pool.pool import DynamicPool
 from .auth import Headers
@@ -95,9 +95,17 @@ class _Responder(Ticket):
             self.gone = True  # the client went away; what the app does next is not its fault
             raise
 
-    def settle(self, outcome: int, counted: bool, rejected: str | None = None) -> None:
-        """Record the request (once) with what the scope says about its route."""
+    def settle(
+        self, outcome: int, counted: bool, rejected: str | None = None, cause: object = None
+    ) -> None:
+        """Record the request (once) with what the scope says about its route.
+
+        ``cause``: the exception the app raised, if it did (else the status is the cause).
+        """
         scope = self.scope
+        failure = None
+        if outcome == FAILURE:
+            failure = self.core.failure_of((self.status or 500) if cause is None else cause, scope)
         self.finish(
             outcome,
             counted,
@@ -106,6 +114,7 @@ class _Responder(Ticket):
             scope.get("root_path", "") == self.root,
             answered=self.status != 0,
             rejected=rejected,
+            failure=failure,
         )
 
     def failed(self, exc: BaseException) -> Response | None:
@@ -121,7 +130,7 @@ class _Responder(Ticket):
             return None
         core = self.core
         outcome, rejected = core.exception_outcome(exc)
-        self.settle(outcome, True, rejected)
+        self.settle(outcome, True, rejected, exc)
         if rejected is not None and self.status == 0 and isinstance(exc, Rejection):
             return core.inner_rejection(exc)
         return None

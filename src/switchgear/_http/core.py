@@ -32,6 +32,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import _validate as v
 from .._breaker.breaker import CircuitBreaker
+from .._breaker.events import describe_error, describe_status
 from .._breaker.protocol import FAILURE, NEUTRAL, SUCCESS
 from .._breaker.registry import configuration_mismatch, peek, shared_breaker
 from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError, Rejection
@@ -378,6 +379,19 @@ class HttpCore:
                 return self.exception_outcome(exc)
         return outcome, None
 
+    def failure_of(self, cause: object, carrier: Any) -> tuple[str, str]:
+        """A failed request as its breaker's last failure (for the trip's event and log).
+
+        ``cause`` is the exception the app raised, or the status it answered; a status that
+        a framework made from an exception (left on the scope/environ) names the exception.
+        """
+        if not isinstance(cause, BaseException):
+            carried = carrier.get(EXCEPTION_KEY)
+            if not isinstance(carried, BaseException):
+                return describe_status(cause)
+            cause = carried
+        return describe_error(cause)
+
     def inner_rejection(self, exc: Rejection) -> Response:
         """The answer to a rejection that escaped the app before it started a response."""
         return rejection_answer(exc, self.pool_full_status)
@@ -406,6 +420,7 @@ class HttpCore:
         *,
         answered: bool = True,
         rejected: str | None = None,
+        failure: tuple[str, str] | None = None,
     ) -> None:
         """Record one finished request exactly once; never raises.
 
@@ -418,6 +433,7 @@ class HttpCore:
         error leaves no request behind). ``counted=False`` (client gone, cancelled) still
         returns the breaker's permit but records no metrics. ``rejected``: a protection
         inside the route refused (its reason); counted as a rejection of the route.
+        ``failure``: what failed (see :meth:`failure_of`), kept by the breaker that counts it.
         """
         if template is None and not answered and admitted is not None:
             template = admitted.template
@@ -434,6 +450,8 @@ class HttpCore:
                 # A path no route matched is remembered as itself only: its shape must keep
                 # leading to the real route (/items/abcdef0123456789 a 404, /items/7 not).
                 self.cache.learn(method, path, route, shape=template is not None)
+            if failure is not None:
+                route.breaker.note_failure(*failure)
             if breaker is not None and route.breaker is breaker:
                 breaker.finish(token, outcome, duration)
             else:

@@ -100,7 +100,10 @@ class Recorder(Protocol):
         *,
         answered: bool = True,
         rejected: str | None = None,
+        failure: tuple[str, str] | None = None,
     ) -> None: ...
+
+    def failure_of(self, cause: object, carrier: Any) -> tuple[str, str]: ...
 
 
 class Ticket:
@@ -182,6 +185,7 @@ class Ticket:
         same_mount: bool,
         answered: bool = True,
         rejected: str | None = None,
+        failure: tuple[str, str] | None = None,
     ) -> None:
         """Record the request once; never raises.
 
@@ -192,6 +196,7 @@ class Ticket:
         returns the breaker's permit and records nothing. ``answered=False``: the app raised
         before it started a response. ``rejected``: a protection inside the route refused
         (its reason); the breaker gets ``outcome`` (neutral) and the route counts a rejection.
+        ``failure``: with a FAILURE outcome, what failed (kept for the breaker's next trip).
         """
         if self.done:
             return
@@ -211,6 +216,8 @@ class Ticket:
             ):
                 # The fast path: the framework matched what it matched last time for this
                 # route key, so the template need not be read.
+                if failure is not None:
+                    route.breaker.note_failure(*failure)
                 route.breaker.finish(self.token, outcome, duration)
                 if rejected is None:
                     route.record(now, duration, outcome != FAILURE, self.cold)
@@ -242,6 +249,7 @@ class Ticket:
                     counted,
                     answered=answered,
                     rejected=rejected,
+                    failure=failure,
                 )
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from .._breaker.protocol import NEUTRAL, NEVER_COUNTED
+from .._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED
 from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._metrics.prefork import check_scrape
 from .._pool.pool import DynamicPool
@@ -126,8 +126,17 @@ class _Exchange(Ticket):
 
     # -- recording -----------------------------------------------------------------------
 
-    def _finish(self, outcome: int | None, counted: bool, rejected: str | None = None) -> None:
-        """Record once; ``outcome=None`` means "from the response status"."""
+    def _finish(
+        self,
+        outcome: int | None,
+        counted: bool,
+        rejected: str | None = None,
+        cause: object = None,
+    ) -> None:
+        """Record once; ``outcome=None`` means "from the response status".
+
+        ``cause``: the exception the app raised, if it did (else the status is the cause).
+        """
         if self.done:
             return
         status = self._status
@@ -135,6 +144,11 @@ class _Exchange(Ticket):
         if outcome is None:
             code = _status_code(status) if status is not None else 500
             outcome, rejected = self.core.response_outcome(code, environ)
+        failure = None
+        if outcome == FAILURE:
+            if cause is None:
+                cause = _status_code(status) if status is not None else 500
+            failure = self.core.failure_of(cause, environ)
         self.finish(
             outcome,
             counted,
@@ -143,6 +157,7 @@ class _Exchange(Ticket):
             environ.get("SCRIPT_NAME", "") == self._script_name,
             answered=status is not None,
             rejected=rejected,
+            failure=failure,
         )
 
     def template(self) -> str | None:
@@ -159,7 +174,7 @@ class _Exchange(Ticket):
             self._finish(NEUTRAL, False)
         elif not self.done:
             outcome, rejected = self.core.exception_outcome(exc)
-            self._finish(outcome, True, rejected)
+            self._finish(outcome, True, rejected, exc)
             if rejected is not None and self._status is None and isinstance(exc, Rejection):
                 answer = self.core.inner_rejection(exc)
         self.give_back()

@@ -12,7 +12,8 @@ hash tag, so all three keys live in one slot):
 
 * ``P{NAME}`` hash: ``state``, ``epoch`` (+1 per transition), ``since`` (ms, Redis clock),
   ``failures`` (consecutive, CLOSED), ``successes`` (trial successes, HALF_OPEN), ``seq``
-  (last trial permit id), ``opens`` (transitions to OPEN so far);
+  (last trial permit id), ``opens`` (transitions to OPEN so far), ``backoffs`` (failed trial
+  episodes in a row) and ``interval`` (ms the current or next OPEN episode lasts);
 * ``P{NAME}:permits`` hash: trial permit id -> ms it was granted (HALF_OPEN only);
 * ``P{NAME}:window`` hash: ``<slot>:c|f|s`` -> calls / failures / slow calls per slot of
   ``window / 60`` (only with rate rules).
@@ -105,6 +106,9 @@ def exchange_args(
         outbox.peak,
         "" if outbox.trip_epoch is None else outbox.trip_epoch,
         channel,  # "" when nobody listens: nothing is announced
+        repr(float(rules.backoff_factor)),
+        max(_ms(rules.max_open_timeout), 1),
+        repr(float(outbox.jitter_draw)),
     ]
     for permit, outcome in outbox.trials:
         args.append(permit)
@@ -118,9 +122,10 @@ def _text(value: object) -> str:
 
 def parse_reply(raw: object) -> Reply:
     """Turn the script's array answer into a :class:`Reply` (bytes or decoded strings)."""
-    if not isinstance(raw, Sequence) or len(raw) != 10:
+    if not isinstance(raw, Sequence) or len(raw) != 12:
         raise ValueError(f"unexpected answer from the switchgear script: {raw!r}")
-    before, state, epoch, age, failures, successes, permits, moves, granted, seeded = raw
+    before, state, epoch, age, failures, successes, permits, moves, granted, seeded = raw[:10]
+    backoffs, interval = raw[10:]
     flat = [_text(x) for x in moves]
     if len(flat) % 2:
         raise ValueError(f"unexpected moves from the switchgear script: {flat!r}")
@@ -135,6 +140,8 @@ def parse_reply(raw: object) -> Reply:
         moves=tuple(zip(flat[0::2], flat[1::2], strict=True)),
         granted=tuple(int(x) for x in granted),
         seeded=bool(int(seeded)),
+        backoffs=int(backoffs),
+        interval=max(int(interval), 1) / 1000.0,
     )
 
 

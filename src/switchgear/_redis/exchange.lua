@@ -10,14 +10,23 @@ local srt = tonumber(ARGV[6])
 local window_ms = tonumber(ARGV[7])
 local min_calls = tonumber(ARGV[8])
 local ttl_ms = tonumber(ARGV[9])
+-- The open backoff (switchgear/_breaker/backoff.py is the same rule): after k failed trial
+-- episodes in a row OPEN lasts min(open_ms * factor^k, max_ms), less the caller's jitter draw.
+local factor = tonumber(ARGV[25])
+local max_ms = tonumber(ARGV[26])
+local draw = tonumber(ARGV[27])
+local FIRST_TRIAL = 28
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local changed = false
 local seeded = 0
 
-local h = redis.call('HMGET', S, 'state', 'epoch', 'since', 'failures', 'successes')
+local h = redis.call('HMGET', S, 'state', 'epoch', 'since', 'failures', 'successes',
+                    'backoffs', 'interval')
 local state, epoch, since, failures, successes
+local backoffs = tonumber(h[6]) or 0
+local interval = tonumber(h[7]) or open_ms
 if not h[1] then
   -- No shared state (first use, expired, or Redis lost it): seed it from the caller's.
   state = ARGV[10]
@@ -41,6 +50,8 @@ else
     since = now - tonumber(ARGV[11])
     failures = 0
     successes = 0
+    backoffs = 0
+    interval = open_ms
     redis.call('DEL', P, W)
     changed = true
     seeded = 1
@@ -50,7 +61,20 @@ local before = state
 local epoch_found = epoch
 local moves = {}
 
+local function open_interval(k)
+  local grown = open_ms
+  if factor > 1 and k > 0 then grown = math.min(open_ms * factor ^ k, max_ms) end
+  return math.floor(grown * (1 - draw) + 0.5)
+end
+
 local function move(to, at, counted)
+  if to == 'open' then
+    if state == 'half_open' then backoffs = backoffs + 1 else backoffs = 0 end
+    interval = open_interval(backoffs)
+  elseif to == 'closed' then
+    backoffs = 0
+    interval = open_ms
+  end
   if counted then
     moves[#moves + 1] = state
     moves[#moves + 1] = to
@@ -70,7 +94,7 @@ end
 -- Time-based transitions, each at its own logical time.
 while true do
   if state == 'open' then
-    local due = since + open_ms
+    local due = since + interval
     if now < due then break end
     move('half_open', due, true)
   elseif state == 'half_open' then
@@ -158,7 +182,7 @@ if state == 'closed' and (counted_in == epoch or counted_in == -1) then
 end
 
 -- Results of trial calls; a permit not in the hash belongs to an earlier episode.
-for i = 25, #ARGV - 1, 2 do
+for i = FIRST_TRIAL, #ARGV - 1, 2 do
   if state == 'half_open' and redis.call('HDEL', P, ARGV[i]) == 1 then
     changed = true
     local outcome = tonumber(ARGV[i + 1])
@@ -188,7 +212,8 @@ end
 
 if changed then
   redis.call('HSET', S, 'state', state, 'epoch', epoch, 'since', since,
-             'failures', failures, 'successes', successes)
+             'failures', failures, 'successes', successes, 'backoffs', backoffs,
+             'interval', interval)
   redis.call('PEXPIRE', S, ttl_ms)
   redis.call('PEXPIRE', P, ttl_ms)
   redis.call('PEXPIRE', W, ttl_ms)
@@ -199,4 +224,4 @@ if ARGV[24] ~= '' and epoch ~= epoch_found then
   redis.call('PUBLISH', ARGV[24], epoch .. ' ' .. S)
 end
 return {before, state, epoch, now - since, failures, successes, redis.call('HLEN', P),
-        moves, granted, seeded}
+        moves, granted, seeded, backoffs, interval}

@@ -1,4 +1,9 @@
-"""A hypothesis state machine drives one breaker against a small reference model."""
+"""A hypothesis state machine drives one breaker against a small reference model.
+
+Twice: with the open interval fixed, and with exponential open backoff (the interval after
+k failed or hung trial episodes in a row is min(base * factor ** k, max), back to the base
+once the breaker closes).
+"""
 
 from __future__ import annotations
 
@@ -38,8 +43,18 @@ class Model:
     opened_at: float = 0.0
     generation: int = 0
     log: list[tuple[str, str]] = field(default_factory=list)
+    factor: float = 1.0
+    maximum: float = OPEN_TIMEOUT
+    backoffs: int = 0  # failed trial episodes in a row
+    interval: float = OPEN_TIMEOUT  # how long the current OPEN lasts
 
     def go(self, new: str, at: float) -> None:
+        if new == "open":
+            self.backoffs = self.backoffs + 1 if self.state == "half_open" else 0
+            self.interval = min(OPEN_TIMEOUT * self.factor**self.backoffs, self.maximum)
+        elif new == "closed":
+            self.backoffs = 0
+            self.interval = OPEN_TIMEOUT
         self.log.append((self.state, new))
         self.state = new
         self.generation += 1
@@ -52,8 +67,8 @@ class Model:
 
     def advance(self, now: float) -> None:
         while True:
-            if self.state == "open" and now >= self.opened_at + OPEN_TIMEOUT:
-                self.go("half_open", self.opened_at + OPEN_TIMEOUT)
+            if self.state == "open" and now >= self.opened_at + self.interval:
+                self.go("half_open", self.opened_at + self.interval)
             elif self.state == "half_open" and self.trials:
                 due = min(self.trials.values()) + OPEN_TIMEOUT
                 if now < due:
@@ -116,6 +131,9 @@ class Model:
 
 
 class BreakerMachine(RuleBasedStateMachine):
+    FACTOR = 1.0
+    MAXIMUM = OPEN_TIMEOUT
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock(start=0.0)
@@ -126,6 +144,8 @@ class BreakerMachine(RuleBasedStateMachine):
             success_threshold=SUCCESS_THRESHOLD,
             half_open_max_calls=MAX_TRIALS,
             open_timeout=OPEN_TIMEOUT,
+            backoff_factor=self.FACTOR,
+            max_open_timeout=self.MAXIMUM,
             failure_rate_threshold=FAILURE_RATE,
             slow_call_duration=SLOW_AFTER,
             slow_call_rate_threshold=SLOW_RATE,
@@ -135,7 +155,7 @@ class BreakerMachine(RuleBasedStateMachine):
             on_state_change=lambda old, new: self.log.append((old.value, new.value)),
             clock=self.clock,
         )
-        self.model = Model()
+        self.model = Model(factor=self.FACTOR, maximum=self.MAXIMUM)
         self.in_flight: dict[int, tuple[int | None, object]] = {}
         self.next_id = 0
 
@@ -217,11 +237,26 @@ class BreakerMachine(RuleBasedStateMachine):
         assert self.breaker.state.value == _model_state(self.model, self.clock())
         assert self.log == self.model.log
 
+    @invariant()
+    def same_open_interval(self) -> None:
+        model = self.model
+        model.advance(self.clock())
+        if model.state in ("open", "half_open"):
+            expected = min(OPEN_TIMEOUT * self.FACTOR**model.backoffs, self.MAXIMUM)
+            assert self.breaker.current_open_timeout == model.interval == expected
+
 
 def _model_state(model: Model, now: float) -> str:
     model.advance(now)
     return model.state
 
 
+class BackoffMachine(BreakerMachine):
+    FACTOR = 2.0
+    MAXIMUM = 4 * OPEN_TIMEOUT  # reached after two failed trial episodes
+
+
 BreakerMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
 TestBreakerAgainstModel = BreakerMachine.TestCase
+BackoffMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+TestBackoffBreakerAgainstModel = BackoffMachine.TestCase

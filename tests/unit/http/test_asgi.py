@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from switchgear import BreakerState
-from switchgear.asgi import ASGIMiddleware
+from switchgear.asgi import ASGIMiddleware, install_exception_handlers
 from switchgear.testing import FakeClock
 
 Scope = MutableMapping[str, Any]
@@ -993,3 +993,29 @@ async def test_404s_shaped_like_a_route_neither_trip_nor_close_its_breaker(
         fail[0] = False
         assert (await c.get("/items/9")).status_code == 200
         assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_route_breakers_trip_names_the_last_failure(
+    calls: Calls, clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    """An error status is the trip's last failure; with the exception handlers installed, the
+    exception a framework turned into a 500 (Starlette sends its 500 before re-raising)."""
+    inner = build_app(calls, clock)
+    install_exception_handlers(inner)
+    options: dict[str, Any] = {"failure_threshold": 2, "clock": clock}
+    app = ASGIMiddleware(inner, registry=registry, clock=clock, breaker_options=options)
+    calls.failing = True
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        for _ in range(2):
+            await c.get("/flaky")
+            await c.get("/boom")
+        doc = (await c.get("/switchgear")).json()
+    flaky = app.breakers()["GET /flaky"].transitions()[-1]
+    assert (flaky.reason, flaky.error_type) == ("consecutive_failures", "HTTP 500")
+    assert flaky.error_message == "the app answered 500 Internal Server Error"
+    boom = app.breakers()["GET /boom"].transitions()[-1]
+    assert (boom.error_type, boom.error_message) == ("RuntimeError", "secret detail")
+    last = doc["names"]["GET /boom"]["circuit_breaker"]["transitions"][-1]
+    assert (last["reason"], last["error_type"]) == ("consecutive_failures", "RuntimeError")
+    assert "secret detail" not in json.dumps(doc)  # the status document shows the type only

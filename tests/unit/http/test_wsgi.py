@@ -14,7 +14,7 @@ from werkzeug.test import Client
 
 from switchgear import BreakerState
 from switchgear.testing import FakeClock
-from switchgear.wsgi import WSGIMiddleware
+from switchgear.wsgi import WSGIMiddleware, install_exception_handlers
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -435,3 +435,26 @@ def test_full_pool_rejects_and_releases_on_close(registry: CollectorRegistry) ->
         assert doc["pools"]["w-slots"]["in_use"] == 0
     finally:
         pool.close()
+
+
+def test_a_route_breakers_trip_names_the_last_failure(
+    state: State, clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    """An error status, or the exception a framework turned into one, is the last failure."""
+    options: dict[str, Any] = {"failure_threshold": 2, "clock": clock}
+    flask_app = build_flask(state, clock)
+    install_exception_handlers(flask_app)
+    mw = WSGIMiddleware(flask_app.wsgi_app, registry=registry, clock=clock, breaker_options=options)
+    flask_app.wsgi_app = mw  # type: ignore[method-assign]
+    c = Client(flask_app)
+    state.failing = True
+    for _ in range(2):
+        c.get("/flaky")
+        c.get("/boom")
+    flaky = mw.breakers()["GET /flaky"].transitions()[-1]
+    assert (flaky.error_type, flaky.error_message) == (
+        "HTTP 500",
+        "the app answered 500 Internal Server Error",
+    )
+    boom = mw.breakers()["GET /boom"].transitions()[-1]
+    assert (boom.error_type, boom.error_message) == ("RuntimeError", "secret detail")
