@@ -581,6 +581,11 @@ def test_annotation_queries_mark_the_trip(
         result = prom.query_range(expr, *campaign.faults)
         names = {s["metric"].get("name") for s in result}
         assert PAYMENTS_ROUTE in names, (annotation, result)
+        # The annotation says which rule tripped it (its title shows the reason label).
+        reasons = {
+            s["metric"].get("reason") for s in result if s["metric"].get("name") == PAYMENTS_ROUTE
+        }
+        assert "consecutive_failures" in reasons, (annotation, result)
 
 
 def test_exemptions_and_units_name_real_queries() -> None:

@@ -322,7 +322,7 @@ class Annotation:
             "expr": self.expr,
             "iconColor": self.color,
             "name": self.name,
-            "tagKeys": "name",
+            "tagKeys": "name,reason",
             "titleFormat": self.title,
             "useValueForTime": False,
         }
@@ -330,17 +330,10 @@ class Annotation:
 
 TRIPS = Annotation(
     "Breaker trips",
-    "sum by (name) ("
-    + increase(
-        sel(
-            "switchgear_circuit_transitions_total",
-            'from_state="closed"',
-            'to_state="open"',
-            name=True,
-        )
-    )
+    "sum by (name, reason) ("
+    + increase(sel("switchgear_circuit_trips_total", name=True))
     + ") > 0",
-    "Breaker {{name}} tripped",
+    "Breaker {{name}} tripped: {{reason}}",
     "red",
 )
 

@@ -260,6 +260,14 @@ def alerts(config: Config = DEFAULT) -> list[Alert]:
                         f'max by ({BREAKER_BY}, state) ({state}{{state!="closed"}}) == 1',
                     ),
                     (
+                        "Which rule tripped it (`consecutive_failures`, `failure_rate`, "
+                        "`slow_call_rate`; `trial_failed` / `trial_hung`: the probes failed "
+                        "again; `manual`: someone forced it). The WARNING line on the "
+                        "`switchgear.breaker` logger and the status document name the last "
+                        "failure's exception type (or HTTP status) for the same trip",
+                        "sum by (name, reason) (increase(switchgear_circuit_trips_total[1h])) > 0",
+                    ),
+                    (
                         "Did it trip on errors? Failure ratio of the calls it let through",
                         'sum by (name) (rate(switchgear_requests_total{outcome="error"}[5m]))\n'
                         "/ sum by (name) (rate(switchgear_requests_total[5m]))",
@@ -282,7 +290,9 @@ def alerts(config: Config = DEFAULT) -> list[Alert]:
                     "trial calls themselves (a timeout shorter than the dependency's warm-up, "
                     "a stale connection held by a pool resource).",
                     "`breaker.reset()` closes it at once; use it only once the dependency is "
-                    "known to be back.",
+                    "known to be back. With `backoff_factor` set, a breaker whose probes keep "
+                    "failing waits longer between them (up to `max_open_timeout`): after a "
+                    "fix, a reset saves that wait.",
                 ),
                 tuning=(
                     f"`for: {duration(c.breaker_open_for)}` is ten default `open_timeout`s "
