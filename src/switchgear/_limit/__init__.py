@@ -1,0 +1,1 @@
+"""Adaptive concurrency: pure limit policies (``policy``) and the limiter (``limiter``)."""
