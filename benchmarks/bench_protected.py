@@ -101,11 +101,21 @@ def make_variants(storage: Any = None) -> dict[str, Variant]:
         pool=pool,
     )(work)
 
+    # An adaptive limit far above what one caller keeps in flight: the cost when it is not
+    # binding (the bar: at most 300 ns over @protected without it).
+    protected_limit = sg.protected(
+        "bench-limit",
+        breaker=sg.CircuitBreaker("bench-limit"),
+        metrics=sg.Metrics("bench-limit", registry=registry),
+        limit=sg.AdaptiveLimit("bench-limit", initial_limit=100, max_limit=200),
+    )(work)
+
     variants = {
         "bare call": sync_loop(work),
         "pybreaker + prometheus_client": sync_loop(pybreaker_prom),
         "circuitbreaker": sync_loop(cb_work),
         "@protected (breaker + metrics)": sync_loop(protected),
+        "@protected + adaptive limit": sync_loop(protected_limit),
         "@protected + pool": sync_loop(protected_pool),
     }
     if storage is not None:
@@ -272,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {lib} 8 threads | {eight:,.0f} | {eight / one:.2f} |")
     protected_added = sync["@protected (breaker + metrics)"] - bare
     async_added = asyn["async @protected (breaker + metrics)"] - abare
+    limit_added = sync["@protected + adaptive limit"] - sync["@protected (breaker + metrics)"]
     print(
         f"\nbars: sync added {protected_added:.0f} ns (<= 600), "
+        f"adaptive limit {limit_added:.0f} ns over @protected (<= 300), "
         f"{protected_added / peer_added:.2f} of pybreaker+prom (<= 0.33); "
         f"async added {async_added:.0f} ns (<= 800); "
         f"8/1 threads {threaded['@protected 1 thread'] / threaded['@protected 8 threads']:.2f}"

@@ -1,6 +1,6 @@
 """A deterministic simulation of adaptive concurrency limits against a dependency that queues.
 
-Discrete events on a virtual clock, no sleeps, reproducible from ``--seed``. The dependency
+Discrete events on a virtual clock, no sleeps, reproducible from ``--random-state``. The dependency
 serves ``capacity`` calls at a time (service times log-normal around ``service`` seconds) and
 queues the rest first in, first out; it keeps working on a call whose caller gave up, as most
 servers do. A caller gives up after ``timeout`` seconds (a drop). Calls arrive as a Poisson
@@ -11,7 +11,7 @@ Each run puts one admission strategy in front of the dependency: none, a fixed l
 adaptive limit driven by the library's own policy objects exactly as ``AdaptiveLimit`` drives
 them (samples batched every ``update_interval``, the peak in flight in between).
 
-Run:  .venv/bin/python -m benchmarks.sim_limit [--seed 1] [--plots docs/img/limit]
+Run:  .venv/bin/python -m benchmarks.sim_limit [--random-state 1] [--plots docs/img]
 """
 
 from __future__ import annotations
@@ -299,14 +299,14 @@ def verdicts(load: float, results: dict[str, Figures], reference: float) -> list
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--random-state", dest="seed", type=int, default=1)
     parser.add_argument("--plots", type=Path, default=None, help="write one PNG per load here")
     args = parser.parse_args(argv)
     reference = unloaded_p99(args.seed)
     print(
         f"dependency: capacity {CAPACITY} at once, service {SERVICE * 1000:.0f} ms median, "
         f"throughput {CAPACITY / SERVICE:.0f}/s, callers time out after {TIMEOUT:.0f} s; "
-        f"unloaded p99 {reference * 1000:.0f} ms; seed {args.seed}\n"
+        f"unloaded p99 {reference * 1000:.0f} ms; random state {args.seed}\n"
     )
     print(
         "| load | strategy | goodput/s | p50 ms | p99 ms | rejected | timed out "

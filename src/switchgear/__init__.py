@@ -21,12 +21,14 @@ from ._breaker.events import TransitionEvent
 from ._breaker.protocol import BreakerState
 from ._errors import (
     CircuitOpenError,
+    LimitExceededError,
     PoolClosedError,
     PoolFullError,
     PoolTimeoutError,
     SwitchgearError,
 )
 from ._instrument import instrument
+from ._limit.limiter import AdaptiveLimit
 from ._metrics.archive import mark_process_dead
 from ._metrics.facade import LATENCY_BUCKETS, Metrics, Stats, WindowStats
 from ._pool.pool import DynamicPool, PoolStats
@@ -37,10 +39,12 @@ from .wsgi import WSGIMiddleware
 __all__ = [
     "LATENCY_BUCKETS",
     "ASGIMiddleware",
+    "AdaptiveLimit",
     "BreakerState",
     "CircuitBreaker",
     "CircuitOpenError",
     "DynamicPool",
+    "LimitExceededError",
     "Metrics",
     "PoolClosedError",
     "PoolFullError",

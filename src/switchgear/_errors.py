@@ -9,9 +9,12 @@ through unchanged (same object, same traceback)::
     │                        HALF_OPEN with every trial permit taken)
     ├── PoolFullError        the pool is at max_size and max_waiting callers already wait
     ├── PoolTimeoutError     waited acquire_timeout seconds at max_size (also a TimeoutError)
+    ├── LimitExceededError   an adaptive concurrency limit has as many calls in flight as it
+    │                        allows now
     └── PoolClosedError      the pool was closed (also a RuntimeError)
 
-The first three are *rejections*: the call never ran because a protection refused it. Each
+``CircuitOpenError``, ``PoolFullError``, ``PoolTimeoutError`` and ``LimitExceededError`` are
+*rejections*: the call never ran because a protection refused it. Each
 has ``.name`` (the breaker or pool that refused), ``.reason`` (a short fixed string such as
 ``"circuit_open"`` or ``"pool_full"``) and ``.retry_after`` (seconds). The HTTP middleware
 answers one that escapes a route with ``503`` and ``Retry-After`` instead of a ``500``, and
@@ -28,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "CircuitOpenError",
+    "LimitExceededError",
     "PoolClosedError",
     "PoolFullError",
     "PoolTimeoutError",
@@ -113,6 +117,25 @@ class PoolTimeoutError(Rejection, TimeoutError):
 
     def __reduce__(self) -> tuple[type[PoolTimeoutError], tuple[str, float]]:
         return (type(self), (self.name, self.timeout))
+
+
+class LimitExceededError(Rejection):
+    """An :class:`~switchgear.AdaptiveLimit` already has ``limit`` calls in flight.
+
+    ``retry_after`` is about one recent round trip of the dependency: when a call in flight
+    is likely to have finished.
+    """
+
+    reason = "limit_exceeded"
+
+    def __init__(self, name: str, limit: int, retry_after: float) -> None:
+        self.name = name
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(f"limit {name!r}: {limit} calls in flight, the most it allows now")
+
+    def __reduce__(self) -> tuple[type[LimitExceededError], tuple[str, int, float]]:
+        return (type(self), (self.name, self.limit, self.retry_after))
 
 
 class PoolClosedError(SwitchgearError, RuntimeError):

@@ -1,4 +1,4 @@
-"""``@protected``: admission (breaker, then pool), the call, one timing, one record.
+"""``@protected``: admission (breaker, limit, then pool), the call, one timing, one record.
 
 Everything that can be decided at decoration time is: the kind of callable (sync, coroutine,
 generator, async generator), which components exist, and which of a few specialised wrappers
@@ -20,27 +20,44 @@ from . import _validate as v
 from ._breaker.breaker import CircuitBreaker
 from ._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED, SUCCESS
 from ._breaker.registry import breaker_named, register_breaker, unregister_breaker
-from ._errors import CircuitOpenError, PoolFullError, PoolTimeoutError
+from ._errors import (
+    CircuitOpenError,
+    LimitExceededError,
+    PoolFullError,
+    PoolTimeoutError,
+    Rejection,
+)
+from ._limit.limiter import AdaptiveLimit
 from ._metrics.facade import Metrics
 from ._pool.pool import DynamicPool
 from ._protected_checks import check_components, check_fallback, check_resource_arg
+from ._protected_fast import fast_async, fast_sync
 
 __all__ = ["protected"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_REJECTIONS = (CircuitOpenError, PoolFullError, PoolTimeoutError)
+_REJECTIONS = (CircuitOpenError, LimitExceededError, PoolFullError, PoolTimeoutError)
 
 
 class _Plan:
     """The resolved components of one protected callable, and the steps every wrapper shares.
 
-    ``enter`` admits (breaker, then pool) and ``succeeded``/``failed`` settle the call, so the
-    sync, async and generator wrappers differ only in how they run the callable. Rejections
-    are counted here, once, and never reach the breaker as failures.
+    ``enter`` admits (breaker, concurrency limit, then pool) and ``succeeded``/``failed``
+    settle the call, so the sync, async and generator wrappers differ only in how they run
+    the callable. Rejections are counted here, once, and never reach the breaker as failures.
     """
 
-    __slots__ = ("breaker", "fallback", "metrics", "name", "pool", "resource_arg", "timeout")
+    __slots__ = (
+        "breaker",
+        "fallback",
+        "limit",
+        "metrics",
+        "name",
+        "pool",
+        "resource_arg",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -51,8 +68,10 @@ class _Plan:
         fallback: Callable[..., Any] | None,
         timeout: float | None,
         resource_arg: str | None,
+        limit: AdaptiveLimit | None = None,
     ) -> None:
         self.name = name
+        self.limit = limit
         self.breaker = breaker
         self.metrics = metrics
         self.pool = pool
@@ -68,10 +87,24 @@ class _Plan:
             raise
 
     def _abandon(self, token: int | None, exc: BaseException) -> None:
-        # The call never ran: give the breaker its permit back, count a pool rejection.
+        # The call never ran: give the breaker its permit back, count a limit's or a pool's
+        # rejection.
         self.breaker.finish(token, NEUTRAL, 0.0)
-        if isinstance(exc, (PoolFullError, PoolTimeoutError)):
+        if isinstance(exc, Rejection):
             self.metrics.series.reject(exc.reason)
+
+    def _limit(self, token: int | None) -> None:
+        limit = self.limit
+        if limit is not None:
+            try:
+                limit.acquire()
+            except LimitExceededError as exc:
+                self._abandon(token, exc)
+                raise
+
+    def _unlimit(self) -> None:
+        if self.limit is not None:
+            self.limit.cancel()
 
     def _lease(self, kwargs: dict[str, Any], resource: Any) -> None:
         if self.resource_arg is not None:
@@ -80,11 +113,13 @@ class _Plan:
     def enter(self, kwargs: dict[str, Any]) -> tuple[int | None, Any, bool]:
         """Admit a call: ``(token, resource, cold)``, or raise the recorded rejection."""
         token = self._admit()
+        self._limit(token)
         if self.pool is None:
             return token, None, False
         try:
             resource, cold, _ = self.pool.acquire_timed()
         except BaseException as exc:
+            self._unlimit()
             self._abandon(token, exc)
             raise
         self._lease(kwargs, resource)
@@ -93,11 +128,13 @@ class _Plan:
     async def enter_async(self, kwargs: dict[str, Any]) -> tuple[int | None, Any, bool]:
         """:meth:`enter` for coroutines: waiting for the pool never blocks the loop."""
         token = self._admit()
+        self._limit(token)
         if self.pool is None:
             return token, None, False
         try:
             resource, cold, _ = await self.pool.acquire_timed_async()
         except BaseException as exc:
+            self._unlimit()
             self._abandon(token, exc)
             raise
         self._lease(kwargs, resource)
@@ -113,6 +150,8 @@ class _Plan:
         ok = not timed or self.timeout is None or duration <= self.timeout
         if self.pool is not None:
             self.pool.release(resource)
+        if self.limit is not None:
+            self.limit.release(duration, not ok)
         self.breaker.finish(token, SUCCESS if ok else FAILURE, duration)
         self.metrics.series.record(duration, ok, cold)
 
@@ -130,11 +169,21 @@ class _Plan:
             self.pool.release(resource)
         if outcome is None:
             outcome = self.breaker.classify(exc)
+        limit = self.limit
+        if limit is not None:
+            if outcome == NEUTRAL:
+                limit.cancel()  # ignored or cancelled: no evidence about the dependency
+            else:
+                limit.release(duration, outcome == FAILURE)
         self.breaker.finish(token, outcome, duration)
         if isinstance(exc, NEVER_COUNTED):
             return False
         self.metrics.series.record(duration, outcome != FAILURE, cold)
         return outcome == FAILURE and self.fallback is not None
+
+    def simple(self) -> bool:
+        """Whether the fast wrappers serve: a breaker and metrics (and a limit), no more."""
+        return self.pool is None and self.fallback is None and self.timeout is None
 
     def fallback_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The caller's keyword arguments, without the leased resource."""
@@ -157,6 +206,7 @@ def _plan(
     *,
     breaker: CircuitBreaker | None,
     pool: DynamicPool[Any] | None,
+    limit: AdaptiveLimit | None,
     metrics: Metrics | None,
     fallback: Callable[..., Any] | None,
     timeout: object,
@@ -165,7 +215,7 @@ def _plan(
     if name is None:
         name = breaker.name if isinstance(breaker, CircuitBreaker) else _default_name(fn)
     v.name("name", name)
-    check_components(name, breaker, pool, metrics)
+    check_components(name, breaker, pool, metrics, limit)
     v.optional_callable("fallback", fallback)
     if fallback is not None:
         check_fallback(fn, fallback, resource_arg)
@@ -188,7 +238,7 @@ def _plan(
         if registered:
             unregister_breaker(breaker)
         raise
-    return _Plan(name, breaker, metrics, pool, fallback, timeout_s, resource_arg)
+    return _Plan(name, breaker, metrics, pool, fallback, timeout_s, resource_arg, limit)
 
 
 @overload
@@ -202,6 +252,7 @@ def protected(
     *,
     breaker: CircuitBreaker | None = None,
     pool: DynamicPool[Any] | None = None,
+    limit: AdaptiveLimit | None = None,
     metrics: Metrics | None = None,
     fallback: Callable[..., Any] | None = None,
     timeout: float | None = None,
@@ -215,12 +266,14 @@ def protected(
     *,
     breaker: CircuitBreaker | None = None,
     pool: DynamicPool[Any] | None = None,
+    limit: AdaptiveLimit | None = None,
     metrics: Metrics | None = None,
     fallback: Callable[..., Any] | None = None,
     timeout: float | None = None,
     resource_arg: str | None = None,
 ) -> Any:
-    """Protect a callable with a circuit breaker (and optionally a pool) and measure it.
+    """Protect a callable with a circuit breaker (optionally a concurrency limit and a pool)
+    and measure it.
 
     Works on functions, coroutine functions, methods, classmethods, staticmethods, and sync
     and async generators (timed over the whole iteration). Components with the same name are
@@ -235,7 +288,9 @@ def protected(
                       fallback=lambda exc, order, **kw: "queued", timeout=2.0)
         async def charge(order, *, engine): ...
 
-    Rejections raise :class:`CircuitOpenError`, :class:`PoolFullError` or
+    Admission runs the breaker, then ``limit`` (an :class:`AdaptiveLimit`, which may be shared
+    by several callables of one dependency), then the pool. Rejections raise
+    :class:`CircuitOpenError`, :class:`LimitExceededError`, :class:`PoolFullError` or
     :class:`PoolTimeoutError` (or return ``fallback(exc, *args, **kwargs)``) and are counted
     in ``switchgear_rejected_total``, never as breaker failures. Exceptions from the callable
     pass through unchanged unless ``fallback`` handles a failure.
@@ -243,6 +298,7 @@ def protected(
     options = {
         "breaker": breaker,
         "pool": pool,
+        "limit": limit,
         "metrics": metrics,
         "fallback": fallback,
         "timeout": timeout,
@@ -257,7 +313,7 @@ def protected(
         # Validate what can be validated before the function is seen.
         if name is not None:
             v.name("name", name)
-        check_components(name, breaker, pool, metrics)
+        check_components(name, breaker, pool, metrics, limit)
         if timeout is not None:
             v.seconds("timeout", timeout)
         if fallback is not None:
@@ -281,12 +337,10 @@ def _wrap(fn: Any, name: str | None, **options: Any) -> Any:
     elif inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
     ):
-        if plan.pool is None and plan.fallback is None and plan.timeout is None:
-            wrapper = _fast_async_wrapper(fn, plan)
-        else:
-            wrapper = _async_wrapper(fn, plan)
-    elif plan.pool is None and plan.fallback is None and plan.timeout is None:
-        wrapper = _fast_sync_wrapper(fn, plan)
+        fast = fast_async(fn, plan.breaker, plan.metrics.series, plan.limit)
+        wrapper = fast if plan.simple() else _async_wrapper(fn, plan)
+    elif plan.simple():
+        wrapper = fast_sync(fn, plan.breaker, plan.metrics.series, plan.limit)
     else:
         wrapper = _sync_wrapper(fn, plan)
     with contextlib.suppress(AttributeError):  # exotic callables without __dict__
@@ -296,40 +350,6 @@ def _wrap(fn: Any, name: str | None, **options: Any) -> Any:
 
 
 # -- sync -----------------------------------------------------------------------------------
-
-
-def _fast_sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    admit = plan.breaker.admit
-    finish = plan.breaker.finish
-    classify = plan.breaker.classify
-    clock = plan.breaker.clock
-    record = plan.metrics.series.recorder_for(clock)  # told the end time: one read less
-    reject = plan.metrics.series.reject
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            token = admit()
-        except CircuitOpenError as exc:
-            reject(exc.reason)
-            raise
-        start = clock()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            now = clock()
-            duration = now - start
-            outcome = classify(exc)
-            finish(token, outcome, duration)
-            if not isinstance(exc, NEVER_COUNTED):
-                record(now, duration, outcome != FAILURE, False)
-            raise
-        now = clock()
-        duration = now - start
-        finish(token, SUCCESS, duration)
-        record(now, duration, True, False)
-        return result
-
-    return wrapper
 
 
 def _sync_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
@@ -378,41 +398,6 @@ async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-def _fast_async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:
-    """:func:`_fast_sync_wrapper` for coroutine functions: admission needs no await."""
-    admit = plan.breaker.admit
-    finish = plan.breaker.finish
-    classify = plan.breaker.classify
-    clock = plan.breaker.clock
-    record = plan.metrics.series.recorder_for(clock)  # told the end time: one read less
-    reject = plan.metrics.series.reject
-
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            token = admit()
-        except CircuitOpenError as exc:
-            reject(exc.reason)
-            raise
-        start = clock()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            now = clock()
-            duration = now - start
-            outcome = classify(exc)
-            finish(token, outcome, duration)
-            if not isinstance(exc, NEVER_COUNTED):
-                record(now, duration, outcome != FAILURE, False)
-            raise
-        now = clock()
-        duration = now - start
-        finish(token, SUCCESS, duration)
-        record(now, duration, True, False)
-        return result
-
-    return wrapper
 
 
 def _async_wrapper(fn: Callable[..., Any], plan: _Plan) -> Callable[..., Any]:

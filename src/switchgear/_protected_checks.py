@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._breaker.breaker import CircuitBreaker
+from ._limit.limiter import AdaptiveLimit
 from ._metrics.facade import Metrics
 from ._pool.pool import DynamicPool
 
@@ -61,8 +62,15 @@ def check_fallback(
             ) from None
 
 
-def check_components(name: str | None, breaker: object, pool: object, metrics: object) -> None:
-    """The components' types, and that they carry the protected ``name`` (when known)."""
+def check_components(
+    name: str | None, breaker: object, pool: object, metrics: object, limit: object = None
+) -> None:
+    """The components' types, and that they carry the protected ``name`` (when known).
+
+    A concurrency limit may carry another name: several callables can share one dependency's.
+    """
+    if limit is not None and not isinstance(limit, AdaptiveLimit):
+        raise TypeError(f"limit must be a switchgear.AdaptiveLimit, not {type(limit).__name__}")
     if breaker is not None and not isinstance(breaker, CircuitBreaker):
         raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
     if metrics is not None and not isinstance(metrics, Metrics):

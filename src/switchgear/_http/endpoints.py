@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._breaker.breaker import storage_degraded
-from .._errors import CircuitOpenError, Rejection
+from .._errors import PoolFullError, PoolTimeoutError, Rejection
 from .._metrics.errors import counts as metrics_errors
 
 __all__ = [
@@ -99,10 +99,10 @@ def rejection_response(status: int, reason: str, name: str, retry_after: float) 
 def rejection_answer(exc: Rejection, pool_full_status: int = 503) -> Response:
     """The answer to a rejection raised inside a route: the refusing protection's name.
 
-    A breaker's refusal is a ``503``; a pool's is ``pool_full_status`` (the middleware's
-    option, ``503`` unless set), like the middleware's own pool.
+    A pool's refusal is ``pool_full_status`` (the middleware's option, ``503`` unless set),
+    like the middleware's own pool; any other (a breaker, a concurrency limit) is a ``503``.
     """
-    status = 503 if isinstance(exc, CircuitOpenError) else pool_full_status
+    status = pool_full_status if isinstance(exc, (PoolFullError, PoolTimeoutError)) else 503
     return rejection_response(status, exc.reason, exc.name, exc.retry_after)
 
 

@@ -109,7 +109,7 @@ class Policy:
             self.limit = int(self.estimate)
         return self.limit
 
-    def update(self, now: float, samples: Iterable[Sample], peak: int) -> int:
+    def update(self, now: float, samples: Iterable[tuple[float, float, bool]], peak: int) -> int:
         """Take the calls that completed since the last update; return the limit to apply."""
         dropped = False
         rtts = self._probe_rtts if self.probing else self._pending

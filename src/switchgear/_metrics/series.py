@@ -56,7 +56,13 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
-REJECTION_REASONS = ("circuit_open", "half_open_full", "pool_full", "pool_timeout")
+REJECTION_REASONS = (
+    "circuit_open",
+    "half_open_full",
+    "pool_full",
+    "pool_timeout",
+    "limit_exceeded",
+)
 #: What the middleware's control plane can do to a breaker (exported as 0 until done).
 MANUAL_ACTIONS = ("disable", "force_open", "reset")
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")

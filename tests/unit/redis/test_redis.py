@@ -36,9 +36,12 @@ BOUND = STALENESS + TIMEOUT + 0.4  # staleness bound plus slack for a loaded mac
 class RedisServer:
     """A throwaway redis-server on 127.0.0.1 (no persistence) that tests can kill and restart."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, *extra: str) -> None:
         self.binary = binary
         self.workdir = workdir
+        self.extra = extra  # more redis-server arguments
+        secret = extra.index("--requirepass") + 1 if "--requirepass" in extra else None
+        self.password = None if secret is None else extra[secret]
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port: int = s.getsockname()[1]
@@ -50,6 +53,7 @@ class RedisServer:
                 *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
                 *("--enable-debug-command", "yes"),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -75,6 +79,7 @@ class RedisServer:
     def client(self, **options: Any) -> redis.Redis:
         options.setdefault("socket_timeout", 0.5)
         options.setdefault("socket_connect_timeout", 0.5)
+        options.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, **options)
 
 

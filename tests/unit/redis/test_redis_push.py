@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ import switchgear as sg
 from switchgear._breaker.storage import Ledger
 from switchgear._redis.listener import Listening
 from switchgear.redis import RedisStorage
+from tests.conftest import require_binary
 from tests.unit.redis.test_redis import RedisServer, fail, shared, wait_for
 
 LONG = 10.0  # max_staleness: a refresh by polling would take max_staleness / 2 = 5 s
@@ -51,7 +53,11 @@ def test_a_trip_and_a_reset_reach_every_process_by_push(
     wait_for(lambda: all(b.state is sg.BreakerState.CLOSED for b in fleet), PUSHED)
 
 
-def test_idle_breakers_cost_one_ping_per_storage(own_server: RedisServer) -> None:
+def test_idle_breakers_cost_one_ping_per_storage(tmp_path: Path) -> None:
+    # A password keeps out any client of another test that outlived it and found this
+    # server on the port its own server had: only this test's commands are counted.
+    own_server = RedisServer(require_binary("redis-server"), tmp_path, "--requirepass", "idle")
+    own_server.start()
     probe = own_server.client()
     # A staleness bound a busy 2-core machine keeps (a ping late by more than max_staleness +
     # timeout would make the breakers go local and ask again, which is the point elsewhere).
@@ -77,6 +83,7 @@ def test_idle_breakers_cost_one_ping_per_storage(own_server: RedisServer) -> Non
     finally:
         for s in [*hosts, polled]:
             s.close()
+        own_server.kill()
 
 
 def test_a_change_missed_while_the_subscription_was_cut_is_caught_up(
