@@ -31,7 +31,7 @@ from ._limit.limiter import AdaptiveLimit
 from ._metrics.facade import Metrics
 from ._pool.pool import DynamicPool
 from ._protected_checks import check_components, check_fallback, check_resource_arg
-from ._protected_fast import fast_async, fast_sync
+from ._protected_fast import fast_async, fast_sync, limit_steps
 
 __all__ = ["protected"]
 
@@ -56,6 +56,7 @@ class _Plan:
         "name",
         "pool",
         "resource_arg",
+        "settle_limit",
         "timeout",
     )
 
@@ -72,6 +73,8 @@ class _Plan:
     ) -> None:
         self.name = name
         self.limit = limit
+        # The rule a finished call settles the limit by (shared with the fast wrappers).
+        self.settle_limit = None if limit is None else limit_steps(limit, breaker.clock)[1]
         self.breaker = breaker
         self.metrics = metrics
         self.pool = pool
@@ -150,8 +153,8 @@ class _Plan:
         ok = not timed or self.timeout is None or duration <= self.timeout
         if self.pool is not None:
             self.pool.release(resource)
-        if self.limit is not None:
-            self.limit.release(duration, not ok)
+        if self.settle_limit is not None:
+            self.settle_limit(self.breaker.clock(), duration, SUCCESS if ok else FAILURE)
         self.breaker.finish(token, SUCCESS if ok else FAILURE, duration)
         self.metrics.series.record(duration, ok, cold)
 
@@ -169,12 +172,8 @@ class _Plan:
             self.pool.release(resource)
         if outcome is None:
             outcome = self.breaker.classify(exc)
-        limit = self.limit
-        if limit is not None:
-            if outcome == NEUTRAL:
-                limit.cancel()  # ignored or cancelled: no evidence about the dependency
-            else:
-                limit.release(duration, outcome == FAILURE)
+        if self.settle_limit is not None:
+            self.settle_limit(self.breaker.clock(), duration, outcome)
         self.breaker.finish(token, outcome, duration)
         if isinstance(exc, NEVER_COUNTED):
             return False

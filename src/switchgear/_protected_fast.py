@@ -21,7 +21,7 @@ from ._errors import CircuitOpenError, LimitExceededError
 from ._limit.limiter import AdaptiveLimit
 from ._metrics.series import Series
 
-__all__ = ["fast_async", "fast_sync"]
+__all__ = ["fast_async", "fast_sync", "limit_steps"]
 
 
 def fast_sync(
@@ -102,8 +102,16 @@ def fast_async(
     return wrapper
 
 
-def _limit_settle(limit: AdaptiveLimit, clock: Callable[[], float]) -> Callable[..., None]:
-    """How a finished call settles the limit: ``settle(now, duration, outcome)``."""
+def limit_steps(
+    limit: AdaptiveLimit, clock: Callable[[], float]
+) -> tuple[Callable[[float, float, bool], None], Callable[[float, float, int], None]]:
+    """How a finished call settles ``limit``, given the end time ``now`` read from ``clock``.
+
+    ``release_at(now, rtt, dropped)`` gives the call's round-trip time back (the limit's own
+    clock is read instead when it is not ``clock``); ``settle(now, duration, outcome)`` is the
+    rule for any outcome: NEUTRAL (ignored, cancelled) tells the limit nothing, FAILURE is a
+    drop. The general wrappers (``_Plan``) and the fast ones share it.
+    """
     cancel = limit.cancel
     if limit.clock is clock:
         release_at = limit.release_at
@@ -114,11 +122,11 @@ def _limit_settle(limit: AdaptiveLimit, clock: Callable[[], float]) -> Callable[
 
     def settle(now: float, duration: float, outcome: int) -> None:
         if outcome == NEUTRAL:
-            cancel()  # ignored or cancelled: no evidence about the dependency
+            cancel()  # no evidence about the dependency
         else:
             release_at(now, duration, outcome == FAILURE)
 
-    return settle
+    return release_at, settle
 
 
 def _limited_sync(
@@ -131,8 +139,7 @@ def _limited_sync(
     record = series.recorder_for(clock)
     reject = series.reject
     take = limit.acquire
-    settle = _limit_settle(limit, clock)
-    release_at = limit.release_at if limit.clock is clock else None
+    release_at, settle = limit_steps(limit, clock)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -160,10 +167,7 @@ def _limited_sync(
             raise
         now = clock()
         duration = now - start
-        if release_at is not None:
-            release_at(now, duration, False)  # the success path, without a call in between
-        else:
-            settle(now, duration, SUCCESS)
+        release_at(now, duration, False)
         finish(token, SUCCESS, duration)
         record(now, duration, True, False)
         return result
@@ -181,7 +185,7 @@ def _limited_async(
     record = series.recorder_for(clock)
     reject = series.reject
     take = limit.acquire
-    settle = _limit_settle(limit, clock)
+    release_at, settle = limit_steps(limit, clock)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -209,7 +213,7 @@ def _limited_async(
             raise
         now = clock()
         duration = now - start
-        settle(now, duration, SUCCESS)
+        release_at(now, duration, False)
         finish(token, SUCCESS, duration)
         record(now, duration, True, False)
         return result

@@ -108,9 +108,6 @@ class Machine:
         self.success_threshold = success_threshold
         self.open_timeout = open_timeout
         self.backoff = backoff
-        self.backoff_factor = backoff.factor
-        self.max_open_timeout = backoff.longest
-        self.backoff_jitter = backoff.jitter
         self.half_open_max_calls = half_open_max_calls
         self.failure_rate_threshold = failure_rate_threshold
         self.slow_call_duration = slow_call_duration
@@ -150,6 +147,18 @@ class Machine:
         self.slow_after = math.inf if slow_call_duration is None else slow_call_duration
 
     # -- what the facade reads -------------------------------------------------------------
+
+    @property
+    def backoff_factor(self) -> float:
+        return self.backoff.factor
+
+    @property
+    def max_open_timeout(self) -> float:
+        return self.backoff.longest
+
+    @property
+    def backoff_jitter(self) -> float:
+        return self.backoff.jitter
 
     def current_state(self) -> BreakerState:
         self.prepare()

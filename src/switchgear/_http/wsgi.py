@@ -141,14 +141,13 @@ class _Exchange(Ticket):
             return
         status = self._status
         environ = self._environ
+        code = 500  # a FAILURE without a cause comes from the status, read just below
         if outcome is None:
             code = _status_code(status) if status is not None else 500
             outcome, rejected = self.core.response_outcome(code, environ)
         failure = None
         if outcome == FAILURE:
-            if cause is None:
-                cause = _status_code(status) if status is not None else 500
-            failure = self.core.failure_of(cause, environ)
+            failure = self.core.failure_of(code if cause is None else cause, environ)
         self.finish(
             outcome,
             counted,

@@ -20,16 +20,15 @@ releases calls and feeds it. Why it is shaped like this:
 from __future__ import annotations
 
 import math
-import os
 import random
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 
 from .. import _validate as v
 from .._errors import LimitExceededError
+from .._fork import repair_in_child
 from .policy import Aimd, Gradient, Policy, Settings
 
 __all__ = ["ALGORITHMS", "AdaptiveLimit"]
@@ -110,8 +109,7 @@ class AdaptiveLimit:
         self._batch: list[tuple[float, float, bool]] = []
         self._dropped = False
         self._due = now + self.update_interval
-        with _live_lock:
-            _live.add(self)
+        repair_in_child(self, AdaptiveLimit._after_fork)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -232,33 +230,16 @@ class AdaptiveLimit:
             shrink -= 1
         self._debt += shrink  # owed by calls in flight: their releases pay it
 
-    @classmethod
-    def _forked_child(cls, limits: list[AdaptiveLimit]) -> None:
-        for limit in limits:
-            limit._lock = threading.Lock()
-            limit._slots = deque([None] * limit._limit)
-            limit._debt = 0
-            limit._min_free = limit._limit
+    def _after_fork(self) -> None:
+        # A forked child inherits the parent's calls in flight, which belong to the parent
+        # (their releases happen there), and perhaps a lock held by a thread that does not
+        # exist in the child. The child starts from no calls in flight; the limit stays.
+        self._lock = threading.Lock()
+        self._slots = deque([None] * self._limit)
+        self._debt = 0
+        self._min_free = self._limit
 
     def _retry_after(self) -> float:
         recent = self._policy.recent
         hint = self.update_interval if math.isnan(recent) else recent
         return min(max(hint, 0.001), 1.0)
-
-
-# -- fork safety -------------------------------------------------------------------------------
-# A forked child inherits the parent's counts of calls in flight, which belong to the parent
-# (their releases happen there), and perhaps a lock held by a thread that does not exist in
-# the child. The child starts from no calls in flight with a fresh lock; the limit stays.
-_live: weakref.WeakSet[AdaptiveLimit] = weakref.WeakSet()
-_live_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _live_lock
-    _live_lock = threading.Lock()
-    AdaptiveLimit._forked_child(list(_live))
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 import inspect
 import itertools
-import os
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from types import TracebackType
@@ -31,6 +29,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from .. import _validate as v
 from .._errors import PoolClosedError, PoolFullError, PoolTimeoutError
+from .._fork import forget, repair_in_child
 from .autoscaler import Autoscaler, scale_step
 from .core import PoolCore
 from .creation import create_off_loop, create_within
@@ -60,8 +59,6 @@ _TIMEOUT_MAX = threading.TIMEOUT_MAX  # Lock.acquire overflows beyond it
 
 #: How long ``acquire`` waits at ``max_size`` unless told otherwise (``None``: forever).
 DEFAULT_ACQUIRE_TIMEOUT = 30.0
-
-_live_pools: weakref.WeakSet[DynamicPool[Any]] = weakref.WeakSet()
 
 
 class DynamicPool(Generic[T]):
@@ -195,7 +192,7 @@ class DynamicPool(Generic[T]):
             raise
         core.idle = created
         core.size = len(created)
-        _live_pools.add(self)
+        repair_in_child(self, DynamicPool._after_fork)
         self._autoscaler.ensure(self, core)
 
     # -- read-only configuration ------------------------------------------------------------
@@ -469,12 +466,6 @@ class DynamicPool(Generic[T]):
         """
         return scale_step(self._core)
 
-    @classmethod
-    def _forked_child(cls) -> None:
-        """At-fork handler (after, in the child): every live pool's own repair."""
-        for pool in list(_live_pools):
-            pool._after_fork()
-
     def _after_fork(self) -> None:
         # In a forked child only the forking thread exists: a lock another thread held stays
         # held forever, that thread's waiters never wake, and the autoscaler is gone.
@@ -526,7 +517,7 @@ class DynamicPool(Generic[T]):
             stop = self._autoscaler.stop
         if stop is not None:
             stop.set()
-        _live_pools.discard(self)
+        forget(self)
         for waiter in waiters:
             core.ring(waiter)
         for resource in idle:
@@ -572,7 +563,3 @@ class DynamicPool(Generic[T]):
             f"<DynamicPool {self._name!r} total={s.total} in_use={s.in_use} "
             f"waiting={s.waiting} min={self.min_size} max={self.max_size}{state}>"
         )
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=DynamicPool._forked_child)

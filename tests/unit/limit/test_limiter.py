@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import threading
 from typing import Any
@@ -251,3 +252,25 @@ def test_threads_never_exceed_the_limit_and_leave_nothing_counted() -> None:
     assert limit.in_flight == 0
     assert outcomes["ok"] + outcomes["rejected"] == 24000
     assert outcomes["ok"] > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_no_calls_in_flight() -> None:
+    """The parent's calls in flight are released in the parent; the child's slots are free."""
+    limit = sg.AdaptiveLimit("forked", initial_limit=3, min_limit=3, max_limit=3)
+    limit.acquire()
+    limit.acquire()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        ok = limit.in_flight == 0 and limit.limit == 3
+        for _ in range(3):
+            limit.acquire()
+        try:
+            limit.acquire()
+            ok = False
+        except sg.LimitExceededError:
+            pass
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert limit.in_flight == 2  # the parent's own count is untouched
