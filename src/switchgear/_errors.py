@@ -126,7 +126,7 @@ class LimitExceededError(Rejection):
     is likely to have finished.
     """
 
-    reason = "limit_exceeded"
+    reason = "limit"
 
     def __init__(self, name: str, limit: int, retry_after: float) -> None:
         self.name = name

@@ -233,6 +233,8 @@ def _plan(
         metrics.attach(breaker)
         if pool is not None:
             metrics.attach(pool)
+        if limit is not None:
+            metrics.attach(limit)
     except BaseException:
         if registered:
             unregister_breaker(breaker)

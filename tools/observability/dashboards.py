@@ -532,7 +532,7 @@ def overview(config: Config = DEFAULT) -> Dashboard:
             timeseries(
                 "Rejected calls by reason",
                 "Calls refused without running, per name and reason: circuit_open, "
-                "half_open_full, pool_full, pool_timeout, limit_exceeded.",
+                "half_open_full, pool_full, pool_timeout, limit.",
                 "reqps",
                 [
                     Target(
@@ -764,7 +764,7 @@ def breakers(config: Config = DEFAULT) -> Dashboard:
             timeseries(
                 "Rejections by reason",
                 "Calls refused without running, by breaker and reason (circuit_open, "
-                "half_open_full, pool_full, pool_timeout, limit_exceeded).",
+                "half_open_full, pool_full, pool_timeout, limit).",
                 "reqps",
                 [
                     Target(

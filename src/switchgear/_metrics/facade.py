@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .. import _validate as v
+from .._limit.limiter import AdaptiveLimit
 from .exposition import render_latest
 from .prefork import forked_unwarned
 from .prometheus import Collector, multiprocess_mode
@@ -37,8 +38,10 @@ __all__ = [
     "Metrics",
     "Stats",
     "WindowStats",
+    "live_limits",
     "live_metrics",
     "live_pools",
+    "observe_limit",
     "observe_pool",
     "render_latest",
 ]
@@ -131,6 +134,14 @@ def observe_pool(pool: Any, registry: CollectorRegistry | None = None) -> None:
     _observe(_store_for(registry), pool)
 
 
+def observe_limit(limit: AdaptiveLimit, registry: CollectorRegistry | None = None) -> None:
+    """Export ``limit``'s gauges (labelled with its name) in ``registry``.
+
+    What ``Metrics.attach(limit)`` does, without a ``Metrics``.
+    """
+    _store_for(registry).limit_for(limit)
+
+
 def live_metrics(registry: CollectorRegistry | None = None) -> list[Metrics]:
     """A ``Metrics`` for every name recorded in ``registry`` (this process), by name.
 
@@ -153,6 +164,16 @@ def live_pools(registry: CollectorRegistry | None = None) -> list[Any]:
         pool = entry.pool()
         if pool is not None:
             found.append(pool)
+    return found
+
+
+def live_limits(registry: CollectorRegistry | None = None) -> list[AdaptiveLimit]:
+    """The live adaptive limits attached to metrics in ``registry`` (this process), by name."""
+    found = []
+    for entry in sorted(_store_for(registry).all_limits(), key=lambda e: e.name):
+        limit = entry.limit()
+        if isinstance(limit, AdaptiveLimit):
+            found.append(limit)
     return found
 
 
@@ -320,16 +341,17 @@ class Metrics:
         self._store.memory_override = (_count("used", used), _count("limit", limit))
 
     def attach(self, target: Any) -> None:
-        """Report a breaker's state or a pool's sizes and events through these metrics.
+        """Report a breaker's state, a pool's sizes and events, or a limit, through these metrics.
 
         A breaker (anything with ``add_listener``, ``state`` and ``state_durations``) must
         have this name; its transitions are counted from now on (the four it makes by itself,
         closed->open, open->half_open, half_open->open and half_open->closed, are exported at
         0 right away, so ``increase()`` sees the first trip), its state and time in each
         state are read at scrape time. A pool (``stats()``, ``min_size``, ``max_size``,
-        ``add_observer``) is labelled with its own name. Both are held weakly: attaching
-        does not keep them alive, and a dead one disappears from the exposition. Attaching
-        the same object twice has no further effect.
+        ``add_observer``) and an :class:`~switchgear.AdaptiveLimit` (its limit, calls in
+        flight, bounds and round-trip times) are labelled with their own names. All are held
+        weakly: attaching does not keep them alive, and a dead one disappears from the
+        exposition. Attaching the same object twice has no further effect.
         """
         if callable(getattr(target, "add_listener", None)) and callable(
             getattr(target, "state_durations", None)
@@ -347,9 +369,12 @@ class Metrics:
             v.name("pool.name", getattr(target, "name", None))
             self.series.attach_pool(target)
             _observe(self._store, target)
+        elif isinstance(target, AdaptiveLimit):
+            self._store.limit_for(target)
         else:
             raise TypeError(
-                f"attach() takes a CircuitBreaker or a DynamicPool, not {type(target).__name__}"
+                "attach() takes a CircuitBreaker, a DynamicPool or an AdaptiveLimit, "
+                f"not {type(target).__name__}"
             )
 
     # -- reading ---------------------------------------------------------------------------

@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["FAMILIES", "OVERRIDE_GAUGES", "POOL_GAUGES", "WINDOW_FIGURES", "Family"]
+__all__ = [
+    "FAMILIES",
+    "LIMIT_GAUGES",
+    "LIMIT_RTT_ESTIMATES",
+    "OVERRIDE_GAUGES",
+    "POOL_GAUGES",
+    "WINDOW_FIGURES",
+    "Family",
+]
 
 Kind = Literal["counter", "gauge", "histogram"]
 # How prometheus_client merges a gauge across the files of live workers.
@@ -42,6 +50,10 @@ class Family:
 POOL_GAUGES = ("size", "in_use", "available", "waiting", "min_size", "max_size")
 # The pool gauges Metrics.update_pool_stats() sets, in the order Series.pool_override holds them.
 OVERRIDE_GAUGES = POOL_GAUGES[:3]
+# An adaptive limit's gauges, in the order LimitSeries.gauges() returns them (then its RTTs).
+LIMIT_GAUGES = ("limit_current", "limit_in_flight", "limit_min", "limit_max")
+# The ``estimate`` label of the round-trip-time gauge, in the order LimitSeries.rtts() returns.
+LIMIT_RTT_ESTIMATES = ("baseline", "recent")
 # The sliding-window gauges, in the order WindowSums.figures() returns them.
 WINDOW_FIGURES = ("qps", "error_ratio", "latency_avg")
 
@@ -178,6 +190,58 @@ _TABLE = (
         "Pool resources added (up) or retired (down).",
         otel_name="switchgear.pool.scale_events",
         otel_unit="{resource}",
+    ),
+    Family(
+        "limit_current",
+        "switchgear_limit_current",
+        "gauge",
+        ("name",),
+        "Calls in flight the adaptive limit allows now.",
+        otel_name="switchgear.limit.current",
+        otel_unit="{request}",
+        merge="livesum",  # each worker has its own limit: the sum is the fleet's
+    ),
+    Family(
+        "limit_in_flight",
+        "switchgear_limit_in_flight",
+        "gauge",
+        ("name",),
+        "Calls admitted by the adaptive limit and not yet finished.",
+        otel_name="switchgear.limit.in_flight",
+        otel_unit="{request}",
+        merge="livesum",
+    ),
+    Family(
+        "limit_min",
+        "switchgear_limit_min",
+        "gauge",
+        ("name",),
+        "Configured lowest value of the adaptive limit.",
+        otel_name="switchgear.limit.min",
+        otel_unit="{request}",
+        merge="livesum",  # compares with the summed current limit
+    ),
+    Family(
+        "limit_max",
+        "switchgear_limit_max",
+        "gauge",
+        ("name",),
+        "Configured highest value of the adaptive limit.",
+        otel_name="switchgear.limit.max",
+        otel_unit="{request}",
+        merge="livesum",
+    ),
+    Family(
+        "limit_rtt",
+        "switchgear_limit_rtt_seconds",
+        "gauge",
+        ("name", "estimate"),
+        "Round-trip times the adaptive limit compares: the no-load baseline and the recent "
+        "median; absent until measured.",
+        unit="seconds",
+        otel_name="switchgear.limit.rtt",
+        otel_unit="s",
+        merge="livemax",
     ),
     Family(
         "memory_used",

@@ -25,7 +25,15 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from .._breaker.breaker import storage_degraded
 from .errors import contained, report
-from .families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
+from .families import (
+    FAMILIES,
+    LIMIT_GAUGES,
+    LIMIT_RTT_ESTIMATES,
+    OVERRIDE_GAUGES,
+    POOL_GAUGES,
+    WINDOW_FIGURES,
+)
+from .limit_series import LimitSeries
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
 from .prefork import check_directory
 from .series import (
@@ -75,6 +83,7 @@ class MultiprocessMirror:
         self.state = _gauge("state")
         self.degraded = _gauge("degraded")
         self.pool = {key: _gauge(key) for key in POOL_GAUGES}
+        self.limit = {key: _gauge(key) for key in (*LIMIT_GAUGES, "limit_rtt")}
         self.memory_used = _gauge("memory_used")
         # Created on the first known limit: a label-less gauge exists (as 0) from its
         # creation, and "no limit" must be absent, not 0.
@@ -162,6 +171,8 @@ class MultiprocessMirror:
                     if override is not None and series.name not in reported:
                         for key, value in zip(OVERRIDE_GAUGES, override, strict=True):
                             self.pool[key].labels(series.name).set(value)
+                for entry in store.all_limits():
+                    self._limit_gauges(entry)
                 used, limit = store.memory()
                 self.memory_used.set(used)
                 if limit > 0:
@@ -200,6 +211,16 @@ class MultiprocessMirror:
         for key, value in zip(POOL_GAUGES, gauges, strict=True):
             self.pool[key].labels(pool.name).set(value)
         return True
+
+    def _limit_gauges(self, entry: LimitSeries) -> None:
+        gauges = entry.gauges()
+        if gauges is None:
+            return
+        for key, value in zip(LIMIT_GAUGES, gauges, strict=True):
+            self.limit[key].labels(entry.name).set(value)
+        for estimate, rtt in zip(LIMIT_RTT_ESTIMATES, entry.rtts(), strict=True):
+            if rtt is not None:
+                self.limit["limit_rtt"].labels(entry.name, estimate).set(rtt)
 
 
 # -- the process-wide store ------------------------------------------------------------------

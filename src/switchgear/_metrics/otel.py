@@ -32,7 +32,15 @@ from opentelemetry.metrics import (
 )
 
 from .errors import contained
-from .families import FAMILIES, POOL_GAUGES, WINDOW_FIGURES, Family
+from .families import (
+    FAMILIES,
+    LIMIT_GAUGES,
+    LIMIT_RTT_ESTIMATES,
+    POOL_GAUGES,
+    WINDOW_FIGURES,
+    Family,
+)
+from .limit_series import LimitSeries
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
 from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series
 from .store import Store
@@ -96,6 +104,8 @@ class Bridge:
             "memory_limit": self._memory_limit,
             **{key: self._window_gauge(i) for i, key in enumerate(WINDOW_FIGURES)},
             **{key: self._pool_gauge(i) for i, key in enumerate(POOL_GAUGES)},
+            **{key: self._limit_gauge(i) for i, key in enumerate(LIMIT_GAUGES)},
+            "limit_rtt": self._limit_rtt,
         }
         for key, callback in callbacks.items():
             f = FAMILIES[key]
@@ -247,6 +257,30 @@ class Bridge:
                     yield Observation(gauges[index], {"pool": name})
 
         return callback
+
+    def _all_limits(self) -> dict[str, LimitSeries]:
+        with self._lock:
+            stores = list(self._stores)
+        limits: dict[str, LimitSeries] = {}
+        for store in stores:
+            for entry in store.all_limits():
+                limits.setdefault(entry.name, entry)
+        return limits
+
+    def _limit_gauge(self, index: int) -> Callback:
+        def callback(options: CallbackOptions) -> Iterator[Observation]:
+            for name, entry in self._all_limits().items():
+                gauges = entry.gauges()
+                if gauges is not None:
+                    yield Observation(gauges[index], {"name": name})
+
+        return callback
+
+    def _limit_rtt(self, options: CallbackOptions) -> Iterator[Observation]:
+        for name, entry in self._all_limits().items():
+            for estimate, rtt in zip(LIMIT_RTT_ESTIMATES, entry.rtts(), strict=True):
+                if rtt is not None:
+                    yield Observation(rtt, {"name": name, "estimate": estimate})
 
     def _scale_events(self, options: CallbackOptions) -> Iterator[Observation]:
         for name, pool in self._all_pools().items():

@@ -24,7 +24,14 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from .._breaker.breaker import storage_degraded
-from .families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
+from .families import (
+    FAMILIES,
+    LIMIT_GAUGES,
+    LIMIT_RTT_ESTIMATES,
+    OVERRIDE_GAUGES,
+    POOL_GAUGES,
+    WINDOW_FIGURES,
+)
 from .pool_series import SCALE_DIRECTIONS
 from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS
 from .store import Store
@@ -129,6 +136,7 @@ class Collector:
         fam = _Families()
         self._series(fam)
         self._pools(fam)
+        self._limits(fam)
         used, limit = self._store.memory()
         fam.gauges["memory_used"].add_metric([], used)
         if limit > 0:  # no limit: absent, so used / limit yields no data rather than +Inf
@@ -210,3 +218,14 @@ class Collector:
             if override is not None and series.name not in reported:
                 for key, value in zip(OVERRIDE_GAUGES, override, strict=True):
                     fam.gauges[key].add_metric([series.name], value)
+
+    def _limits(self, fam: _Families) -> None:
+        for entry in self._store.all_limits():
+            gauges = entry.gauges()
+            if gauges is None:
+                continue
+            for key, value in zip(LIMIT_GAUGES, gauges, strict=True):
+                fam.gauges[key].add_metric([entry.name], value)
+            for estimate, rtt in zip(LIMIT_RTT_ESTIMATES, entry.rtts(), strict=True):
+                if rtt is not None:
+                    fam.gauges["limit_rtt"].add_metric([entry.name, estimate], rtt)

@@ -61,7 +61,7 @@ REJECTION_REASONS = (
     "half_open_full",
     "pool_full",
     "pool_timeout",
-    "limit_exceeded",
+    "limit",
 )
 #: What the middleware's control plane can do to a breaker (exported as 0 until done).
 MANUAL_ACTIONS = ("disable", "force_open", "reset")

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .limit_series import LimitSeries
 from .memory import read_memory
 from .pool_series import PoolSeries
 from .series import TICK_SECONDS, Series
@@ -36,6 +37,7 @@ class Store:
         "__weakref__",
         "_next_tick",
         "_tick_hooks",
+        "limits",
         "lock",
         "memory_override",
         "memory_root",
@@ -49,6 +51,7 @@ class Store:
         self.lock = threading.RLock()
         self.series: dict[str, Series] = {}
         self.pools: dict[str, PoolSeries] = {}
+        self.limits: dict[str, LimitSeries] = {}
         self.mirror = mirror
         self.memory_override: tuple[int, int] | None = None
         self.memory_root = "/"
@@ -64,6 +67,8 @@ class Store:
             series.forked()
         for pool in self.pools.values():
             pool.forked()
+        for limit in self.limits.values():
+            limit.forked()
 
     def series_for(
         self,
@@ -115,6 +120,20 @@ class Store:
             for hook in hooks:
                 hook(entry)
         return entry, entry.attach(pool)
+
+    def limit_for(self, limit: Any) -> LimitSeries:
+        """The limit series for ``limit.name``, with ``limit`` attached to it."""
+        name = str(limit.name)
+        with self.lock:
+            entry = self.limits.get(name)
+            if entry is None:
+                entry = self.limits[name] = LimitSeries(name)
+        entry.attach(limit)
+        return entry
+
+    def all_limits(self) -> list[LimitSeries]:
+        with self.lock:
+            return list(self.limits.values())
 
     def all_series(self) -> list[Series]:
         with self.lock:

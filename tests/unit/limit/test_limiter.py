@@ -51,7 +51,7 @@ def test_admits_up_to_the_limit_then_rejects_with_a_retry_hint() -> None:
     with pytest.raises(sg.LimitExceededError) as info:
         limit.acquire()
     exc = info.value
-    assert (exc.name, exc.limit, exc.reason) == ("db", 3, "limit_exceeded")
+    assert (exc.name, exc.limit, exc.reason) == ("db", 3, "limit")
     assert 0.0 < exc.retry_after <= 1.0
     assert isinstance(exc, sg.SwitchgearError)
     copy = pickle.loads(pickle.dumps(exc))
@@ -121,9 +121,7 @@ def test_protected_with_a_limit_counts_rejections_never_as_breaker_failures() ->
     worker.join()
     assert breaker.state is sg.BreakerState.CLOSED  # a rejection is not a failure
     assert limit.in_flight == 0
-    assert (
-        value(registry, "switchgear_rejected_total", name="inventory", reason="limit_exceeded") == 1
-    )
+    assert value(registry, "switchgear_rejected_total", name="inventory", reason="limit") == 1
     assert value(registry, "switchgear_requests_total", name="inventory", outcome="success") == 1
 
 
@@ -209,7 +207,7 @@ def test_async_callers_beyond_the_limit_are_rejected_without_waiting() -> None:
         return list(await asyncio.gather(*tasks)), peak
 
     results, peak = asyncio.run(main())
-    assert sorted(results) == ["limit_exceeded"] * 6 + ["ok"] * 4
+    assert sorted(results) == ["limit"] * 6 + ["ok"] * 4
     assert peak == 4
     assert limit.in_flight == 0
 

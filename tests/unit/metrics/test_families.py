@@ -16,13 +16,14 @@ from switchgear._metrics.pool_series import PoolGauges
 from switchgear._metrics.series import WindowFigures, WindowSums
 from switchgear.testing import FakeClock
 from tests.unit.metrics.fakes import FakeBreaker, FakePool
+from tests.unit.metrics.test_limit_metrics import measured_limit
 
 ROOT = Path(__file__).resolve().parents[3]
 _names = itertools.count()
 
 
 def populated(**options: object) -> tuple[CollectorRegistry, list[object]]:
-    """A Metrics with a breaker and a pool attached and one call recorded.
+    """A Metrics with a breaker, a pool and a measured limit attached and one call recorded.
 
     Returns what must stay alive while exporting: metrics hold breakers and pools weakly.
     """
@@ -33,7 +34,9 @@ def populated(**options: object) -> tuple[CollectorRegistry, list[object]]:
     m.attach(pool)
     m.record_request(0.01, True)
     pool.acquired(0.002)
-    return registry, [m, breaker, pool]
+    limit = measured_limit(f"families-limit-{next(_names)}", FakeClock())
+    m.attach(limit)
+    return registry, [m, breaker, pool, limit]
 
 
 def test_prometheus_exports_each_family_with_the_table_type_and_help() -> None:

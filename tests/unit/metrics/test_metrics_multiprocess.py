@@ -28,7 +28,9 @@ WORKER = textwrap.dedent(
     import os, sys
     import switchgear as sg
     from switchgear._metrics import multiprocess as _metrics_mp
+    from switchgear.testing import FakeClock
     from tests.unit.metrics.fakes import FakeBreaker, FakePool
+    from tests.unit.metrics.test_limit_metrics import measured_limit
 
     durations = [float(d) for d in sys.argv[1].split(",")]
     m = sg.Metrics("mp")
@@ -47,6 +49,9 @@ WORKER = textwrap.dedent(
     m.attach(real)
     for _ in range(3):
         real.release(real.acquire())  # immediate: written to this worker's file one by one
+    limit = measured_limit("downstream", FakeClock(), rtt=durations[0])
+    m.attach(limit)
+    limit.acquire()  # one call in flight in each worker
     _metrics_mp.refresh_local()
     print(os.getpid())
     """
@@ -174,12 +179,21 @@ def test_live_gauges_aggregate_and_drop_dead_workers(two_workers: tuple[Path, in
     assert s[key("switchgear_circuit_state", name="mp", state="closed")] == 0
     assert s[key("switchgear_pool_size", pool="engines")] == 6  # livesum: 3 + 3
     assert s[key("switchgear_pool_max_size", pool="engines")] == 8
+    assert s[key("switchgear_limit_current", name="downstream")] == 6 + 6  # livesum
+    assert s[key("switchgear_limit_in_flight", name="downstream")] == 2
+    assert s[key("switchgear_limit_min", name="downstream")] == 4
+    assert s[key("switchgear_limit_max", name="downstream")] == 18
+    # livemax: the slower worker's round trips (0.004 s and 0.001 s were measured)
+    rtt = "switchgear_limit_rtt_seconds"
+    assert s[key(rtt, name="downstream", estimate="recent")] == pytest.approx(0.004)
+    assert s[key(rtt, name="downstream", estimate="baseline")] == pytest.approx(0.004)
     used = s[key("switchgear_memory_used_bytes")]
     assert used > 2_000_000
     assert key("switchgear_window_requests_per_second", name="mp") in s
     mark_process_dead(pid_a, str(directory))  # type: ignore[no-untyped-call]
     s = merged(directory)
     assert s[key("switchgear_pool_size", pool="engines")] == 3
+    assert s[key("switchgear_limit_current", name="downstream")] == 6
     assert s[key("switchgear_memory_used_bytes")] < used
     # Counters keep the dead worker's contribution.
     assert s[key("switchgear_requests_total", name="mp", outcome="success")] == 4
