@@ -152,7 +152,7 @@ class _Plan:
         """
         ok = not timed or self.timeout is None or duration <= self.timeout
         if self.pool is not None:
-            self.pool.release(resource)
+            self.pool.release(resource, failed=not ok)
         if self.settle_limit is not None:
             self.settle_limit(self.breaker.clock(), duration, SUCCESS if ok else FAILURE)
         self.breaker.finish(token, SUCCESS if ok else FAILURE, duration)
@@ -168,10 +168,10 @@ class _Plan:
         outcome: int | None = None,
     ) -> bool:
         """Settle a call that raised; true when ``fallback`` should answer instead."""
-        if self.pool is not None:
-            self.pool.release(resource)
         if outcome is None:
             outcome = self.breaker.classify(exc)
+        if self.pool is not None:
+            self.pool.release(resource, failed=outcome == FAILURE)
         if self.settle_limit is not None:
             self.settle_limit(self.breaker.clock(), duration, outcome)
         self.breaker.finish(token, outcome, duration)

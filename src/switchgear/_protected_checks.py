@@ -77,6 +77,11 @@ def check_components(
         raise TypeError(f"metrics must be a switchgear.Metrics, not {type(metrics).__name__}")
     if pool is not None and not isinstance(pool, DynamicPool):
         raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
+    if limit is not None and pool is not None and pool.limit is limit:
+        raise ValueError(
+            f"pool {pool.name!r} is bounded by limit {limit.name!r} already: each call would "
+            "take two of its slots; pass limit= to one of them"
+        )
     if name is None:
         return
     if breaker is not None and breaker.name != name:

@@ -14,7 +14,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from .._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED
-from .._errors import PoolFullError, PoolTimeoutError, Rejection
+from .._errors import LimitExceededError, PoolFullError, PoolTimeoutError, Rejection
+from .._limit.limiter import AdaptiveLimit
 from .._pool.pool import DynamicPool
 from .auth import Headers
 from .base import HttpMiddlewareBase
@@ -178,6 +179,8 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         breaker_options: Mapping[str, Any] | None = None,
         route_breaker_options: Mapping[str, Mapping[str, Any]] | None = None,
         pool: DynamicPool[Any] | None = None,
+        limit: AdaptiveLimit | None = None,
+        route_limits: Mapping[str, AdaptiveLimit] | None = None,
         exclude_paths: Iterable[str] = (),
         endpoint_auth: str | Callable[[Headers], Any] | None = None,
         registry: CollectorRegistry | None = None,
@@ -228,7 +231,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         if pool is not None and not r.take():
             try:
                 resource, cold, _ = await pool.acquire_timed_async()
-            except (PoolFullError, PoolTimeoutError) as exc:
+            except (PoolFullError, PoolTimeoutError, LimitExceededError) as exc:
                 await _respond(send, r.refuse(exc), method == "HEAD")
                 return
             except BaseException:

@@ -35,8 +35,14 @@ from .._breaker.breaker import CircuitBreaker
 from .._breaker.events import describe_error, describe_status
 from .._breaker.protocol import FAILURE, NEUTRAL, SUCCESS
 from .._breaker.registry import configuration_mismatch, peek, shared_breaker
-from .._errors import CircuitOpenError, PoolFullError, PoolTimeoutError, Rejection
-from .._metrics.facade import Metrics, live_metrics, live_pools, observe_pool
+from .._errors import (
+    CircuitOpenError,
+    LimitExceededError,
+    PoolFullError,
+    PoolTimeoutError,
+    Rejection,
+)
+from .._metrics.facade import Metrics, live_metrics, live_pools, observe_limit, observe_pool
 from .._metrics.prefork import check_server
 from .._pool.pool import DynamicPool
 from .auth import Auth, Headers, make_auth
@@ -55,6 +61,7 @@ from .options import (
     HttpOptions,
     exclude_option,
     int_option,
+    limits_option,
     path_option,
     probe_breaker,
 )
@@ -100,11 +107,8 @@ class HttpCore:
 
     def __init__(self, options: HttpOptions) -> None:
         o = options
-        metrics_path, status_path, breaker_per_route = (
-            o.metrics_path,
-            o.status_path,
-            o.breaker_per_route,
-        )
+        metrics_path, status_path = o.metrics_path, o.status_path
+        breaker_per_route = o.breaker_per_route
         failure_status, breaker_options, pool = o.failure_status, o.breaker_options, o.pool
         exclude_paths, endpoint_auth, registry = o.exclude_paths, o.endpoint_auth, o.registry
         max_routes, pool_full_status, clock = o.max_routes, o.pool_full_status, o.clock
@@ -132,6 +136,7 @@ class HttpCore:
         if pool is not None and not isinstance(pool, DynamicPool):
             raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
         self.pool: DynamicPool[Any] | None = pool
+        self.limit, self.route_limits = limits_option(o.limit, o.route_limits, pool, METHODS)
         self.exclude_exact, self.exclude_prefixes = exclude_option(exclude_paths)
         self.auth: Auth | None = make_auth(endpoint_auth)
         if registry is not None:
@@ -176,6 +181,8 @@ class HttpCore:
         if self.pool is not None:
             # Observed from now on, so the first requests' waits are in the histogram too.
             observe_pool(self.pool, self.registry)
+        for limit in (self.limit, *self.route_limits.values()):
+            observe_limit(limit, self.registry)  # each once: attaching twice does nothing
 
     def forked(self) -> None:
         """In a forked child (``gunicorn --preload``): fresh locks for every part."""
@@ -231,24 +238,37 @@ class HttpCore:
                 token = breaker.admit()
             except CircuitOpenError as exc:
                 return self.circuit_rejection(route, exc)
-        return ticket(self, route, breaker, token, method, path)
+        limit = route.limit if route is not None else self.limit
+        if limit is not None:
+            try:
+                limit.acquire()
+            except LimitExceededError as exc:
+                return self.refusal(route, breaker, token, exc)
+        return ticket(self, route, breaker, token, method, path, limit)
 
     def circuit_rejection(self, route: Route | None, exc: CircuitOpenError) -> Response:
         """Count a breaker rejection; the ``503`` answer (with ``Retry-After``) to send."""
         self.reject(route, exc.reason)
         return rejection_response(503, exc.reason, exc.name, exc.retry_after)
 
-    def pool_rejection(
+    def refusal(
         self,
         route: Route | None,
         breaker: CircuitBreaker | None,
         token: int | None,
-        exc: PoolFullError | PoolTimeoutError,
+        exc: PoolFullError | PoolTimeoutError | LimitExceededError,
     ) -> Response:
-        """Give the breaker's permit back (the app never ran), count the rejection, answer."""
+        """Give the breaker's permit back (the app never ran), count the rejection, answer.
+
+        A pool's refusal answers ``pool_full_status``; a concurrency limit's ``503`` with its
+        ``retry_after`` (about one recent round trip).
+        """
         if breaker is not None:
             breaker.finish(token, NEUTRAL, 0.0)
         self.reject(route, exc.reason)
+        if isinstance(exc, LimitExceededError):
+            name = route.key if route is not None else exc.name
+            return rejection_response(503, exc.reason, name, exc.retry_after)
         pool_name = self.pool.name if self.pool is not None else ""
         name = route.key if route is not None else pool_name
         return rejection_response(self.pool_full_status, exc.reason, name, 1.0)
@@ -334,7 +354,8 @@ class HttpCore:
             # The pool reports through one Metrics (its gauges are keyed by pool name).
             metrics.attach(self.pool)
             self._pool_attached = True
-        return Route(key, method, template, breaker, metrics, self.clock)
+        limit = self.route_limits.get(key, self.limit)
+        return Route(key, method, template, breaker, metrics, self.clock, limit)
 
     def routes(self) -> dict[str, Route]:
         """A snapshot of the live routes by key."""

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from .._breaker.breaker import CircuitBreaker
+from .._limit.limiter import AdaptiveLimit
 from .._pool.pool import DynamicPool
 from .auth import Headers
 
@@ -25,6 +26,7 @@ __all__ = [
     "default_failure_status",
     "exclude_option",
     "int_option",
+    "limits_option",
     "path_option",
     "probe_breaker",
     "route_breaker_options",
@@ -50,6 +52,8 @@ class HttpOptions:
     breaker_options: Mapping[str, Any] | None = None
     route_breaker_options: Mapping[str, Mapping[str, Any]] | None = None
     pool: DynamicPool[Any] | None = None
+    limit: AdaptiveLimit | None = None
+    route_limits: Mapping[str, AdaptiveLimit] | None = None
     exclude_paths: Iterable[str] = ()
     endpoint_auth: str | Callable[[Headers], Any] | None = None
     registry: CollectorRegistry | None = None
@@ -142,6 +146,49 @@ def probe_breaker(options: dict[str, Any], where: str = "breaker_options") -> Ci
 _ROUTE_WIDE = frozenset({"name", "failure_on", "ignore_on", "clock"})
 
 
+def _route_key(option: str, key: object, methods: frozenset[str]) -> str:
+    """A route key as /metrics shows it, ``'METHOD /template'``; else the error naming it."""
+    method, _, template = key.partition(" ") if isinstance(key, str) else ("", "", "")
+    if method not in methods or not template.startswith("/"):
+        raise ValueError(
+            f"{option} keys are route keys as /metrics shows them, "
+            f"'METHOD /template' (for example 'GET /items/{{id}}'), got {key!r}"
+        )
+    assert isinstance(key, str)
+    return key
+
+
+def limits_option(
+    limit: object, route_limits: object, pool: DynamicPool[Any] | None, methods: frozenset[str]
+) -> tuple[AdaptiveLimit | None, dict[str, AdaptiveLimit]]:
+    """``limit`` (every request's) and ``route_limits`` (per route key, instead of ``limit``)."""
+    if limit is not None and not isinstance(limit, AdaptiveLimit):
+        raise TypeError(f"limit must be a switchgear.AdaptiveLimit, not {type(limit).__name__}")
+    if route_limits is None:
+        route_limits = {}
+    if not isinstance(route_limits, Mapping):
+        raise TypeError(
+            "route_limits must be a mapping of route keys to switchgear.AdaptiveLimit, "
+            f"not {type(route_limits).__name__}"
+        )
+    routes: dict[str, AdaptiveLimit] = {}
+    for key, value in route_limits.items():
+        route = _route_key("route_limits", key, methods)
+        if not isinstance(value, AdaptiveLimit):
+            raise TypeError(
+                f"route_limits[{key!r}] must be a switchgear.AdaptiveLimit, "
+                f"not {type(value).__name__}"
+            )
+        routes[route] = value
+    bound = None if pool is None else pool.limit
+    if bound is not None and (bound is limit or bound in routes.values()):
+        raise ValueError(
+            "pool is bounded by the same AdaptiveLimit the middleware applies: each request "
+            "would take two of its slots; pass it to one of them"
+        )
+    return limit, routes
+
+
 def route_breaker_options(
     value: object, base: dict[str, Any], methods: frozenset[str]
 ) -> dict[str, dict[str, Any]]:
@@ -155,12 +202,7 @@ def route_breaker_options(
         )
     routes: dict[str, dict[str, Any]] = {}
     for key, overrides in value.items():
-        method, _, template = key.partition(" ") if isinstance(key, str) else ("", "", "")
-        if method not in methods or not template.startswith("/"):
-            raise ValueError(
-                f"route_breaker_options keys are route keys as /metrics shows them, "
-                f"'METHOD /template' (for example 'GET /items/{{id}}'), got {key!r}"
-            )
+        _route_key("route_breaker_options", key, methods)
         where = f"route_breaker_options[{key!r}]"
         if not isinstance(overrides, Mapping):
             raise TypeError(f"{where} must be a mapping, not {type(overrides).__name__}")

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from .._breaker.breaker import CircuitBreaker
 from .._breaker.protocol import FAILURE, NEUTRAL
-from .._errors import PoolFullError, PoolTimeoutError, Rejection
+from .._errors import LimitExceededError, PoolFullError, PoolTimeoutError, Rejection
+from .._limit.limiter import AdaptiveLimit
 from .._metrics.facade import Metrics
 from .._metrics.series import TimedSink
 from .._pool.pool import MISSING, DynamicPool
@@ -34,7 +35,17 @@ _NOT_SEEN = object()
 class Route:
     """The components of one route key: its breaker and metrics, methods pre-bound."""
 
-    __slots__ = ("breaker", "key", "matched", "method", "metrics", "record", "reject", "template")
+    __slots__ = (
+        "breaker",
+        "key",
+        "limit",
+        "matched",
+        "method",
+        "metrics",
+        "record",
+        "reject",
+        "template",
+    )
 
     def __init__(
         self,
@@ -44,8 +55,10 @@ class Route:
         breaker: CircuitBreaker,
         metrics: Metrics,
         clock: Callable[[], float],
+        limit: AdaptiveLimit | None = None,
     ) -> None:
         self.key = key
+        self.limit = limit  # the concurrency limit its requests go through, if any
         self.method = method
         self.template = template
         self.breaker = breaker
@@ -77,12 +90,12 @@ class Recorder(Protocol):
 
     def inner_rejection(self, exc: Rejection) -> Response: ...
 
-    def pool_rejection(
+    def refusal(
         self,
         route: Route | None,
         breaker: CircuitBreaker | None,
         token: int | None,
-        exc: PoolFullError | PoolTimeoutError,
+        exc: PoolFullError | PoolTimeoutError | LimitExceededError,
     ) -> Response: ...
 
     def complete(
@@ -114,6 +127,7 @@ class Ticket:
         "cold",
         "core",
         "done",
+        "limit",
         "method",
         "path",
         "resource",
@@ -130,11 +144,13 @@ class Ticket:
         token: int | None,
         method: str,
         path: str,
+        limit: AdaptiveLimit | None = None,
     ) -> None:
         self.core = core
         self.route = route  # the route learned for this path, if any
         self.breaker = breaker  # the breaker that admitted it (route's or global), if any
         self.token = token
+        self.limit = limit  # the concurrency limit that admitted it, if any
         self.method = method
         self.path = path
         self.resource: Any = MISSING  # no pool, or not leased yet
@@ -159,16 +175,25 @@ class Ticket:
         self.resource = resource
         self.cold = cold
 
-    def refuse(self, exc: PoolFullError | PoolTimeoutError) -> Response:
-        """The pool refused: the permit goes back, the rejection is counted; the answer."""
+    def refuse(self, exc: PoolFullError | PoolTimeoutError | LimitExceededError) -> Response:
+        """The pool refused: the permits go back, the rejection is counted; the answer."""
         self.done = True
-        return self.core.pool_rejection(self.route, self.breaker, self.token, exc)
+        self.unlimit()
+        return self.core.refusal(self.route, self.breaker, self.token, exc)
 
     def abandon(self) -> None:
         """Leasing failed otherwise (cancelled, say): the app never runs; nothing counted."""
         self.done = True
+        self.unlimit()
         if self.breaker is not None:
             self.breaker.finish(self.token, NEUTRAL, 0.0)
+
+    def unlimit(self) -> None:
+        """Free the limit's slot without telling it anything (the request did not run)."""
+        limit = self.limit
+        if limit is not None:
+            self.limit = None
+            limit.cancel()
 
     # -- the recording rule -------------------------------------------------------------------
 
@@ -206,6 +231,14 @@ class Ticket:
         duration = now - self.start
         route = self.route
         try:
+            limit = self.limit
+            if limit is not None:
+                # What the limit learns from: how long the request took and whether it
+                # failed; a request that did not finish or was refused inside tells nothing.
+                if counted and rejected is None:
+                    limit.release(duration, outcome == FAILURE)
+                else:
+                    limit.cancel()
             if (
                 route is not None
                 and counted

@@ -13,7 +13,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from .._breaker.protocol import FAILURE, NEUTRAL, NEVER_COUNTED
-from .._errors import PoolFullError, PoolTimeoutError, Rejection
+from .._errors import LimitExceededError, PoolFullError, PoolTimeoutError, Rejection
+from .._limit.limiter import AdaptiveLimit
 from .._metrics.prefork import check_scrape
 from .._pool.pool import DynamicPool
 from .auth import Headers
@@ -300,6 +301,8 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         breaker_options: Mapping[str, Any] | None = None,
         route_breaker_options: Mapping[str, Mapping[str, Any]] | None = None,
         pool: DynamicPool[Any] | None = None,
+        limit: AdaptiveLimit | None = None,
+        route_limits: Mapping[str, AdaptiveLimit] | None = None,
         exclude_paths: Iterable[str] = (),
         endpoint_auth: str | Callable[[Headers], Any] | None = None,
         registry: CollectorRegistry | None = None,
@@ -332,7 +335,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         if pool is not None and not x.take():
             try:
                 resource, cold, _ = pool.acquire_timed()
-            except (PoolFullError, PoolTimeoutError) as exc:
+            except (PoolFullError, PoolTimeoutError, LimitExceededError) as exc:
                 return _respond(start_response, x.refuse(exc), method == "HEAD")
             except BaseException:
                 x.abandon()

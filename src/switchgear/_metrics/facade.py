@@ -134,12 +134,13 @@ def observe_pool(pool: Any, registry: CollectorRegistry | None = None) -> None:
     _observe(_store_for(registry), pool)
 
 
-def observe_limit(limit: AdaptiveLimit, registry: CollectorRegistry | None = None) -> None:
-    """Export ``limit``'s gauges (labelled with its name) in ``registry``.
+def observe_limit(limit: AdaptiveLimit | None, registry: CollectorRegistry | None = None) -> None:
+    """Export ``limit``'s gauges (labelled with its name) in ``registry``; None: nothing.
 
     What ``Metrics.attach(limit)`` does, without a ``Metrics``.
     """
-    _store_for(registry).limit_for(limit)
+    if limit is not None:
+        _store_for(registry).limit_for(limit)
 
 
 def live_metrics(registry: CollectorRegistry | None = None) -> list[Metrics]:

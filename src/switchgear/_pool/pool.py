@@ -31,6 +31,7 @@ from .. import _validate as v
 from .._errors import PoolClosedError, PoolFullError, PoolTimeoutError
 from .._fork import forget, repair_in_child
 from .autoscaler import Autoscaler, scale_step
+from .bound import Bound, BoundLeases, bound_leases
 from .core import PoolCore
 from .creation import create_off_loop, create_within
 from .observer import PoolObserver, Tally
@@ -100,6 +101,7 @@ class DynamicPool(Generic[T]):
         scale_interval: float | timedelta = 10.0,
         acquire_timeout: float | timedelta | None = DEFAULT_ACQUIRE_TIMEOUT,
         max_waiting: int | None = None,
+        limit: Bound | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
 
@@ -117,6 +119,7 @@ class DynamicPool(Generic[T]):
         scale_interval: float | timedelta = 10.0,
         acquire_timeout: float | timedelta | None = DEFAULT_ACQUIRE_TIMEOUT,
         max_waiting: int | None = None,
+        limit: Bound | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
 
@@ -133,6 +136,7 @@ class DynamicPool(Generic[T]):
         scale_interval: float | timedelta = 10.0,
         acquire_timeout: float | timedelta | None = DEFAULT_ACQUIRE_TIMEOUT,
         max_waiting: int | None = None,
+        limit: Bound | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Plain slots are made at once; a real factory may take long or hang, so a caller
@@ -155,6 +159,7 @@ class DynamicPool(Generic[T]):
                 "(create it with asyncio.run_coroutine_threadsafe on your loop, if it must be)"
             )
         closer = v.optional_callable("close", close)
+        self._bound = bound_leases(limit)
         self._name = v.name("name", name)
         low = v.integer("min_size", min_size, minimum=0)
         high = v.integer("max_size", max_size, minimum=1)
@@ -173,10 +178,13 @@ class DynamicPool(Generic[T]):
         )
         core = PoolCore(checked, closer, self._name, (low, high, up, down), v.clock(clock), instant)
         self._core = core
-        # give_back(resource) -> bool: release() returning False instead of raising for a
-        # resource not leased. The core's own method, so the return every request makes
-        # pays for no wrapper call.
+        # give_back(resource) -> bool: release() returning False, not raising, for a resource
+        # not leased; the core's own method, so the return every request makes pays no wrapper.
         self.give_back: Callable[[T], bool] = core.give_back
+        self._release: Callable[[T, bool], bool] = lambda resource, failed: core.give_back(resource)
+        if isinstance(self._bound, BoundLeases):  # its take and returns replace the plain ones
+            paths = self._bound.paths(self.take, core.give_back, MISSING)
+            self.take, self._release, self.give_back = paths  # type: ignore[method-assign]
         self._autoscaler = Autoscaler(interval)
 
         created: list[T] = []
@@ -211,6 +219,11 @@ class DynamicPool(Generic[T]):
     def max_size(self) -> int:
         """The most resources that ever exist at once."""
         return self._core.max
+
+    @property
+    def limit(self) -> Bound | None:
+        """The concurrency limit that bounds the resources handed out, if any."""
+        return self._bound.limit
 
     @property
     def immediate(self) -> Tally:
@@ -278,6 +291,8 @@ class DynamicPool(Generic[T]):
         core = self._core
         limit = self._acquire_timeout if timeout is None else timeout
         start = core.clock()
+        bound = self._bound
+        bound.admit()
         try:
             with core.lock:
                 kind, value = self._admit(limit, None)
@@ -288,6 +303,7 @@ class DynamicPool(Generic[T]):
                 value = create_within(core, limit, start)
         except BaseException:
             self._account(start)
+            bound.cancel()
             raise
         return self._acquired(value, cold, start)
 
@@ -296,6 +312,8 @@ class DynamicPool(Generic[T]):
         limit = self._acquire_timeout if timeout is None else timeout
         start = core.clock()
         loop = asyncio.get_running_loop()
+        bound = self._bound
+        bound.admit()
         try:
             with core.lock:
                 kind, value = self._admit(limit, loop)
@@ -306,6 +324,7 @@ class DynamicPool(Generic[T]):
                 value = await create_off_loop(core, limit, start, loop)
         except BaseException:
             self._account(start)
+            bound.cancel()
             raise
         return self._acquired(value, cold, start)
 
@@ -387,6 +406,7 @@ class DynamicPool(Generic[T]):
 
     def _acquired(self, resource: T, cold: bool, start: float) -> tuple[T, bool, float]:
         waited = self._account(start)
+        self._bound.leased(resource)
         core = self._core
         if core.observers:
             core.notify_acquired(waited, cold)
@@ -402,13 +422,14 @@ class DynamicPool(Generic[T]):
 
     # -- release ----------------------------------------------------------------------------
 
-    def release(self, resource: T) -> None:
+    def release(self, resource: T, *, failed: bool = False) -> None:
         """Give ``resource`` back; it goes to the oldest waiter, or idle, or closed if closed.
 
-        Raises ``ValueError`` for an object this pool did not hand out or that is already idle
-        (a double release).
+        ``failed``: its use failed (a pool with a ``limit`` tells the limit, which lowers
+        itself on failures). Raises ``ValueError`` for an object this pool did not hand out or
+        that is already idle (a double release).
         """
-        if not self._core.give_back(resource):
+        if not self._release(resource, failed):
             with self._core.lock:
                 twice = any(r is resource for r in self._core.idle)
             what = "was released twice" if twice else "was not acquired from this pool"
@@ -420,19 +441,27 @@ class DynamicPool(Generic[T]):
     def lease(self, timeout: float | timedelta | None = None) -> Iterator[T]:
         """``with pool.lease() as r:`` acquire, and release however the block ends."""
         resource = self.acquire(timeout)
+        failed = False
         try:
             yield resource
+        except Exception:
+            failed = True
+            raise
         finally:
-            self.release(resource)
+            self.release(resource, failed=failed)
 
     @contextlib.asynccontextmanager
     async def lease_async(self, timeout: float | timedelta | None = None) -> AsyncIterator[T]:
         """``async with pool.lease_async() as r:`` the async :meth:`lease`."""
         resource = await self.acquire_async(timeout)
+        failed = False
         try:
             yield resource
+        except Exception:
+            failed = True
+            raise
         finally:
-            self.release(resource)
+            self.release(resource, failed=failed)
 
     # -- stats ------------------------------------------------------------------------------
 
@@ -475,6 +504,7 @@ class DynamicPool(Generic[T]):
             del core.waiters[waiter]
         self._autoscaler.forked()
         core.need_thread = not core.closed
+        self._bound.forked()
 
     # -- observers --------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ OPTIONS = [
     "breaker_options",
     "route_breaker_options",
     "pool",
+    "limit",
+    "route_limits",
     "exclude_paths",
     "endpoint_auth",
     "registry",
