@@ -35,8 +35,11 @@ inventory_breaker = sg.CircuitBreaker(
     "inventory", failure_threshold=1, success_threshold=1, open_timeout=1.0, storage=storage
 )
 
+# Shown on the status page beside the breakers; never binding in these tests.
+inventory_limit = sg.AdaptiveLimit("inventory-backend", initial_limit=10, max_limit=50)
 
-@sg.protected("inventory", breaker=inventory_breaker)
+
+@sg.protected("inventory", breaker=inventory_breaker, limit=inventory_limit)
 def inventory() -> str:
     if state["failing"]:
         raise ConnectionError("inventory is down")

@@ -113,6 +113,8 @@ def test_the_page_shows_a_trip_within_two_seconds_and_its_buttons_act(
         with server.client() as c:
             assert c.get("/stock").status_code == 200
             log_in(browser, f"{server.url}/switchgear")
+            limits = browser.find_element(By.ID, "limits")
+            wait(lambda: limits.text.startswith("inventory-backend 10 of 1–50"), 3.0)
             c.get("/control/fail")
             assert c.get("/stock").status_code == 502  # the failure that trips it
             took = wait(lambda: state_of(browser, "inventory") == "open", 2.0)

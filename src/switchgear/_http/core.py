@@ -42,15 +42,23 @@ from .._errors import (
     PoolTimeoutError,
     Rejection,
 )
-from .._metrics.facade import Metrics, live_metrics, live_pools, observe_limit, observe_pool
+from .._metrics.facade import (
+    Metrics,
+    live_limits,
+    live_metrics,
+    live_pools,
+    observe_limit,
+    observe_pool,
+)
 from .._metrics.prefork import check_server
 from .._pool.pool import DynamicPool
 from .auth import Auth, Headers, make_auth
 from .endpoints import (
     Response,
-    as_dict,
     error_response,
     json_response,
+    limit_figures,
+    pool_figures,
     rejection_answer,
     rejection_response,
     status_document,
@@ -89,11 +97,6 @@ def _valid_name(key: str) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _pool_figures(pool: Any) -> dict[str, Any]:
-    """A pool's stats and its bounds, for the status document."""
-    return {**as_dict(pool.stats()), "min_size": pool.min_size, "max_size": pool.max_size}
 
 
 def _bucket_breaker(key: str, clock: Callable[[], float]) -> CircuitBreaker:
@@ -572,11 +575,12 @@ class HttpCore:
 
                 memory = read_memory()
             pools: dict[str, object] = {
-                pool.name: _pool_figures(pool) for pool in live_pools(self.registry)
+                pool.name: pool_figures(pool) for pool in live_pools(self.registry)
             }
             if self.pool is not None:
-                pools[self.pool.name] = _pool_figures(self.pool)
-            return json_response(200, status_document(names, pools, memory))
+                pools[self.pool.name] = pool_figures(self.pool)
+            limits = {limit.name: limit_figures(limit) for limit in live_limits(self.registry)}
+            return json_response(200, status_document(names, pools, memory, limits))
         except Exception:
             log_once("status", "switchgear: rendering the status document failed")
             return error_response(500, "internal_error")

@@ -14,12 +14,15 @@ from typing import Any
 
 from .._breaker.breaker import storage_degraded
 from .._errors import PoolFullError, PoolTimeoutError, Rejection
+from .._limit.limiter import AdaptiveLimit
 from .._metrics.errors import counts as metrics_errors
 
 __all__ = [
     "Response",
     "error_response",
     "json_response",
+    "limit_figures",
+    "pool_figures",
     "rejection_answer",
     "rejection_response",
     "retry_after_seconds",
@@ -160,17 +163,37 @@ def _details(snapshot: object, bounds: object) -> dict[str, Any]:
     }
 
 
+def pool_figures(pool: Any) -> dict[str, Any]:
+    """A pool's stats and its bounds, for the status document."""
+    return {**as_dict(pool.stats()), "min_size": pool.min_size, "max_size": pool.max_size}
+
+
+def limit_figures(limit: AdaptiveLimit) -> dict[str, object]:
+    """An adaptive limit's figures, for the status document (round trips in seconds)."""
+    return {
+        "algorithm": limit.algorithm,
+        "limit": limit.limit,
+        "in_flight": limit.in_flight,
+        "min_limit": limit.min_limit,
+        "max_limit": limit.max_limit,
+        "baseline": limit.baseline,
+        "recent": limit.recent,
+        "probing": limit.probing,
+    }
+
+
 def status_document(
     names: Mapping[str, tuple[object, ...]],
     pools: Mapping[str, object],
     memory: tuple[int, int],
+    limits: Mapping[str, Mapping[str, object]] | None = None,
 ) -> dict[str, Any]:
     """The status endpoint's JSON document (its shape is public: see docs/middleware.md).
 
     ``names`` maps a route key to ``(Stats, WindowStats, breaker or its state)``, optionally
     followed by the series' snapshot and bucket bounds (rejections and the latency histogram);
     ``pools`` maps a pool name to its ``PoolStats``; ``memory`` is ``(used, limit)`` in bytes
-    (limit 0 = none).
+    (limit 0 = none); ``limits`` maps an adaptive limit's name to its figures.
     """
     return {
         "names": {
@@ -183,6 +206,7 @@ def status_document(
             for name, entry in names.items()
         },
         "pools": {name: as_dict(stats) for name, stats in pools.items()},
+        "limits": {name: dict(figures) for name, figures in (limits or {}).items()},
         "memory": {"used": memory[0], "limit": memory[1]},
         # Failures of metrics backends so far (never raised to callers), by backend.
         "metrics_errors": metrics_errors(),

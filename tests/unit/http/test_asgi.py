@@ -652,7 +652,7 @@ async def test_status_document_shape(
         await c.get("/items/2")
         r = await c.get("/switchgear")
     doc = r.json()
-    assert set(doc) == {"names", "pools", "memory", "metrics_errors"}
+    assert set(doc) == {"names", "pools", "limits", "memory", "metrics_errors"}
     entry = doc["names"]["GET /items/{id}"]
     assert entry["circuit_breaker"] == {"state": "closed"}
     assert entry["total"]["request_count"] == 2

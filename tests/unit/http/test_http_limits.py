@@ -84,6 +84,19 @@ async def test_a_shared_limit_answers_503_with_retry_after_and_counts_a_limit_re
         assert (await held).status_code == 200
         assert (await client.get("/fast")).status_code == 200
         metrics = (await client.get("/metrics")).text
+        status = (await client.get("/switchgear")).json()
+    assert status["limits"] == {
+        "app": {
+            "algorithm": "gradient",
+            "limit": 1,
+            "in_flight": 0,
+            "min_limit": 1,
+            "max_limit": 1,
+            "baseline": None,
+            "recent": None,
+            "probing": False,
+        }
+    }
     assert limit.in_flight == 0
     assert sample(registry, "switchgear_rejected_total", name="GET /fast", reason="limit") == 1
     assert sample(registry, "switchgear_requests_total", name="GET /fast", outcome="success") == 2

@@ -347,6 +347,7 @@ def test_status_document_shape(monkeypatch: pytest.MonkeyPatch) -> None:
             }
         },
         "pools": {"engines": {"request_count": 2, "avg": 0.0}},
+        "limits": {},
         "memory": {"used": 10, "limit": 0},
         "metrics_errors": {},
     }

@@ -329,7 +329,7 @@ def test_endpoints_auth_and_exclusions(
     assert 'switchgear_requests_total{name="GET /hello/<name>",outcome="success"} 1.0' in r.text
     doc = c.get("/switchgear", headers={"Authorization": "Bearer tok3n"}).json
     assert doc is not None
-    assert set(doc) == {"names", "pools", "memory", "metrics_errors"}
+    assert set(doc) == {"names", "pools", "limits", "memory", "metrics_errors"}
     assert doc["names"]["GET /hello/<name>"]["circuit_breaker"] == {"state": "closed"}
     assert doc["names"]["GET /hello/<name>"]["total"]["request_count"] == 1
     assert names(registry) == {"GET /hello/<name>"}
