@@ -40,6 +40,11 @@ def _pool(name: str) -> sg.DynamicPool[Any]:
     return sg.DynamicPool(None, name=name, min_size=8, max_size=256)
 
 
+def _limit(name: str) -> sg.AdaptiveLimit:
+    # Not binding: one request at a time never reaches it.
+    return sg.AdaptiveLimit(name, initial_limit=100, max_limit=400)
+
+
 def asgi_variants() -> dict[str, Variant]:
     async def item(request: Request) -> Response:
         return Response(b'{"id": 1}', media_type="application/json")
@@ -52,6 +57,9 @@ def asgi_variants() -> dict[str, Variant]:
         "switchgear": ASGIMiddleware(app(), registry=CollectorRegistry()),
         "switchgear + pool": ASGIMiddleware(
             app(), registry=CollectorRegistry(), pool=_pool("asgi-cost")
+        ),
+        "switchgear + limit": ASGIMiddleware(
+            app(), registry=CollectorRegistry(), limit=_limit("asgi-cost")
         ),
     }
     scope = {
@@ -95,6 +103,9 @@ def wsgi_variants() -> dict[str, Variant]:
         "switchgear": WSGIMiddleware(app().wsgi_app, registry=CollectorRegistry()),
         "switchgear + pool": WSGIMiddleware(
             app().wsgi_app, registry=CollectorRegistry(), pool=_pool("wsgi-cost")
+        ),
+        "switchgear + limit": WSGIMiddleware(
+            app().wsgi_app, registry=CollectorRegistry(), limit=_limit("wsgi-cost")
         ),
     }
 
@@ -156,7 +167,9 @@ def table(title: str, results: dict[str, list[float]]) -> str:
         )
     plain = statistics.median(results["switchgear"])
     pooled = statistics.median(results["switchgear + pool"])
+    limited = statistics.median(results["switchgear + limit"])
     lines.append(f"\npool adds {pooled - plain:+.2f} µs per request to switchgear (bar: <= 3)")
+    lines.append(f"an adaptive limit adds {limited - plain:+.2f} µs per request to switchgear")
     return "\n".join(lines)
 
 
