@@ -152,7 +152,7 @@ def test_uvicorn_route_template_and_auth(uvicorn_server: Server) -> None:
     counted_before = doc_before["names"].get("GET /items/{id}", {"total": {"request_count": 0}})
     assert entry["total"]["request_count"] - counted_before["total"]["request_count"] == 100
     assert entry["circuit_breaker"]["state"] == "closed"
-    assert set(doc) == {"names", "pools", "memory", "metrics_errors"}
+    assert set(doc) == {"names", "pools", "limits", "memory", "metrics_errors"}
 
 
 def test_uvicorn_503_retry_after_and_recovery(uvicorn_server: Server) -> None:
