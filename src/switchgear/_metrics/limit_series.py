@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any, NamedTuple
+
+from .held import Held
 
 __all__ = ["LimitGauges", "LimitSeries"]
 
@@ -16,41 +16,23 @@ class LimitGauges(NamedTuple):
     max_limit: int
 
 
-class LimitSeries:
+class LimitSeries(Held):
     """The live adaptive limits of one name (held weakly); the newest alive one reports."""
 
-    __slots__ = ("lock", "name", "refs")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.lock = threading.Lock()
-        self.refs: list[weakref.ref[Any]] = []
+    __slots__ = ()
 
     def attach(self, limit: Any) -> bool:
         """Remember ``limit``; True if it was not attached yet."""
         with self.lock:
-            live = [ref for ref in self.refs if ref() is not None]
-            new = not any(ref() is limit for ref in live)
-            if new:
-                live.append(weakref.ref(limit))
-            self.refs = live
-        return new
+            return self.hold(limit)
 
     def limit(self) -> Any | None:
         """The most recently attached limit of this name that is still alive."""
-        for ref in reversed(self.refs):
-            limit = ref()
-            if limit is not None:
-                return limit
-        return None
-
-    def forked(self) -> None:
-        """In a forked child: a fresh lock (see ``Store.forked``)."""
-        self.lock = threading.Lock()
+        return self.newest()
 
     def gauges(self) -> LimitGauges | None:
         """The live limit's figures, read now; None when no limit of this name is alive."""
-        limit = self.limit()
+        limit = self.newest()
         if limit is None:
             return None
         return LimitGauges(
@@ -59,7 +41,7 @@ class LimitSeries:
 
     def rtts(self) -> tuple[float | None, float | None]:
         """``(baseline, recent)`` round-trip times in seconds, None until measured."""
-        limit = self.limit()
+        limit = self.newest()
         if limit is None:
             return None, None
         return limit.baseline, limit.recent

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from opentelemetry import metrics as otel
 from opentelemetry.metrics import (
@@ -74,6 +74,7 @@ def _histogram(meter: Meter, family: Family) -> Histogram:
 
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
+_Named = TypeVar("_Named", PoolSeries, LimitSeries)
 
 
 class Bridge:
@@ -103,8 +104,10 @@ class Bridge:
             "memory_used": self._memory_used,
             "memory_limit": self._memory_limit,
             **{key: self._window_gauge(i) for i, key in enumerate(WINDOW_FIGURES)},
-            **{key: self._pool_gauge(i) for i, key in enumerate(POOL_GAUGES)},
-            **{key: self._limit_gauge(i) for i, key in enumerate(LIMIT_GAUGES)},
+            **{key: self._figure(self._all_pools, "pool", i) for i, key in enumerate(POOL_GAUGES)},
+            **{
+                key: self._figure(self._all_limits, "name", i) for i, key in enumerate(LIMIT_GAUGES)
+            },
             "limit_rtt": self._limit_rtt,
         }
         for key, callback in callbacks.items():
@@ -191,14 +194,23 @@ class Bridge:
         with self._lock:
             return list(self._series.values())
 
-    def _all_pools(self) -> dict[str, PoolSeries]:
+    def _stores_now(self) -> list[Store]:
         with self._lock:
-            stores = list(self._stores)
-        pools: dict[str, PoolSeries] = {}
-        for store in stores:
-            for pool in store.all_pools():
-                pools.setdefault(pool.name, pool)
-        return pools
+            return list(self._stores)
+
+    def _by_name(self, entries: Callable[[Store], list[_Named]]) -> dict[str, _Named]:
+        """Each name once (the first store's, when registries share a name)."""
+        found: dict[str, _Named] = {}
+        for store in self._stores_now():
+            for entry in entries(store):
+                found.setdefault(entry.name, entry)
+        return found
+
+    def _all_pools(self) -> dict[str, PoolSeries]:
+        return self._by_name(Store.all_pools)
+
+    def _all_limits(self) -> dict[str, LimitSeries]:
+        return self._by_name(Store.all_limits)
 
     def _requests(self, options: CallbackOptions) -> Iterator[Observation]:
         for s in self._all_series():
@@ -249,30 +261,14 @@ class Bridge:
                 for state in BREAKER_STATES:
                     yield Observation(view[1].get(state, 0.0), {"name": s.name, "state": state})
 
-    def _pool_gauge(self, index: int) -> Callback:
+    def _figure(self, entries: Callable[[], Mapping[str, Any]], label: str, index: int) -> Callback:
+        """The callback of figure ``index`` of ``gauges()``, for each live pool or limit."""
+
         def callback(options: CallbackOptions) -> Iterator[Observation]:
-            for name, pool in self._all_pools().items():
-                gauges = pool.gauges()
-                if gauges is not None:
-                    yield Observation(gauges[index], {"pool": name})
-
-        return callback
-
-    def _all_limits(self) -> dict[str, LimitSeries]:
-        with self._lock:
-            stores = list(self._stores)
-        limits: dict[str, LimitSeries] = {}
-        for store in stores:
-            for entry in store.all_limits():
-                limits.setdefault(entry.name, entry)
-        return limits
-
-    def _limit_gauge(self, index: int) -> Callback:
-        def callback(options: CallbackOptions) -> Iterator[Observation]:
-            for name, entry in self._all_limits().items():
+            for name, entry in entries().items():
                 gauges = entry.gauges()
                 if gauges is not None:
-                    yield Observation(gauges[index], {"name": name})
+                    yield Observation(gauges[index], {label: name})
 
         return callback
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .._pool.observer import Tally
+from .held import Held
 from .series import LATENCY_BUCKETS, Owner
 
 __all__ = ["SCALE_DIRECTIONS", "PoolGauges", "PoolSeries"]
@@ -25,33 +24,20 @@ class PoolGauges(NamedTuple):
     max_size: int
 
 
-class PoolSeries:
+class PoolSeries(Held):
     """One pool name's wait histogram and scale counts; observes the pools of that name.
 
     Registered with each pool as its observer (``switchgear._pool.observer.PoolObserver``).
     """
 
-    __slots__ = (
-        "__weakref__",
-        "counts",
-        "immediate",
-        "lock",
-        "name",
-        "refs",
-        "scaled",
-        "sinks",
-        "store",
-        "sum",
-    )
+    __slots__ = ("counts", "immediate", "scaled", "sinks", "store", "sum")
 
     def __init__(self, store: Owner, name: str) -> None:
+        super().__init__(name)
         self.store = store
-        self.name = name
-        self.lock = threading.Lock()
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.sum = 0.0
         self.scaled = dict.fromkeys(SCALE_DIRECTIONS, 0)
-        self.refs: list[weakref.ref[Any]] = []
         self.sinks: tuple[Callable[[float], None], ...] = ()
         # Each attached pool's tally of immediate acquisitions: folded into the first
         # bucket when scraped. Held strongly, so the counts of a pool that is gone stay in
@@ -61,14 +47,10 @@ class PoolSeries:
     def attach(self, pool: Any) -> bool:
         """Remember ``pool``; True if it was not attached yet (so observe it)."""
         with self.lock:
-            live = [ref for ref in self.refs if ref() is not None]
-            new = not any(ref() is pool for ref in live)
-            if new:
-                live.append(weakref.ref(pool))
-                tally = getattr(pool, "immediate", None)
-                if isinstance(tally, Tally) and not any(t is tally for t in self.immediate):
-                    self.immediate.append(tally)
-            self.refs = live
+            new = self.hold(pool)
+            tally = getattr(pool, "immediate", None)
+            if new and isinstance(tally, Tally) and not any(t is tally for t in self.immediate):
+                self.immediate.append(tally)
         return new
 
     def add_sink(self, sink: Callable[[float], None]) -> None:
@@ -87,15 +69,7 @@ class PoolSeries:
 
     def pool(self) -> Any | None:
         """The most recently attached pool of this name that is still alive."""
-        for ref in reversed(self.refs):
-            pool = ref()
-            if pool is not None:
-                return pool
-        return None
-
-    def forked(self) -> None:
-        """In a forked child: a fresh lock (see ``Store.forked``)."""
-        self.lock = threading.Lock()
+        return self.newest()
 
     # PoolObserver. Cold starts are not counted here: the caller records them with the call.
     def pool_acquired(self, pool: str, wait: float, cold_start: bool) -> None:
