@@ -115,6 +115,8 @@ class _Responder(Ticket):
             answered=self.status != 0,
             rejected=rejected,
             failure=failure,
+            status=self.status,
+            raised=cause,
         )
 
     def failed(self, exc: BaseException) -> Response | None:
@@ -186,6 +188,9 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         ready_path: str | None = "/switchgear/ready",
         critical: Iterable[str] | Callable[[str], bool] = (),
         control_plane: bool = False,
+        http_metrics: bool = True,
+        exemplars: bool = True,
+        meter_provider: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(app, HttpOptions.among(locals()))
@@ -235,7 +240,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 r.abandon()
                 raise
             r.lease(resource, cold)
-        r.start = self._clock()
+        r.started(scope.get("method"), scope.get("scheme"), scope.get("http_version"))
         try:
             await self.app(scope, receive, r.send)
         except BaseException as exc:
@@ -248,6 +253,8 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 # No response at all: the server answers 500 for it. Started but never
                 # finished: the client went away mid-response (not counted).
                 counted = r.status == 0
+                if counted:
+                    r.status = 500  # what the server answers for it
                 r.settle(self._core.status_outcome(500) if counted else NEUTRAL, counted)
         finally:
             r.give_back()  # once the app is done, background work included

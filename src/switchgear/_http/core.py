@@ -62,6 +62,7 @@ from .options import breaker_options as breaker_options_
 from .options import route_breaker_options as route_breaker_options_
 from .render_gate import RenderGate
 from .routes import EXCEPTION_KEY, METHODS, OTHER, UNMATCHED, EndpointIndex, RouteCache
+from .standard import standard_options
 from .ticket import Route, Ticket
 
 __all__ = ["ENDPOINT_METHODS", "GLOBAL_BREAKER_NAME", "HttpCore"]
@@ -147,6 +148,8 @@ class HttpCore:
         self.render_gate: RenderGate[tuple[bytes, str]] = RenderGate(interval=0.1)
         self.max_routes = int_option("max_routes", max_routes, 1, 100_000)
         self.pool_full_status = int_option("pool_full_status", pool_full_status, 400, 599)
+        # Tracing and OpenTelemetry options, and the standard HTTP series (or None).
+        self.exemplars, self.meter_provider, self.standard = standard_options(o, registry)
 
         self.operations = self._operations(o)
         # Paths answered by the middleware itself, or passed through untouched.
@@ -256,7 +259,13 @@ class HttpCore:
     # -- routes ----------------------------------------------------------------------------
 
     def _new_metrics(self, key: str) -> Metrics:
-        return Metrics(key, registry=self.registry, clock=self.clock)
+        return Metrics(
+            key,
+            registry=self.registry,
+            meter_provider=self.meter_provider,
+            clock=self.clock,
+            exemplars=self.exemplars,
+        )
 
     def _global_breaker(self) -> CircuitBreaker:
         """The breaker ``http``, shared with whatever already exports one under that name.
@@ -421,8 +430,8 @@ class HttpCore:
         answered: bool = True,
         rejected: str | None = None,
         failure: tuple[str, str] | None = None,
-    ) -> None:
-        """Record one finished request exactly once; never raises.
+    ) -> Route | None:
+        """Record one finished request exactly once; never raises. The route it counted on.
 
         ``admitted``/``breaker``/``token`` are what admission used (the learned route and its
         breaker, the global breaker, or nothing); ``template`` is what the framework matched
@@ -442,7 +451,7 @@ class HttpCore:
                 # Client gone / cancelled: give the breaker's permit back, record nothing.
                 if breaker is not None:
                     breaker.finish(token, NEUTRAL, 0.0)
-                return
+                return None
             if admitted is not None and template == admitted.template:
                 route = admitted  # the common case: the path's route did not change
             else:
@@ -465,8 +474,10 @@ class HttpCore:
                 route.reject(rejected)
             elif counted:
                 route.record(self.clock(), duration, outcome != FAILURE, cold_start)
+            return route
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")
+            return None
 
     # -- endpoints ---------------------------------------------------------------------------
 

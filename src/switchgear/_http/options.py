@@ -21,10 +21,12 @@ from .auth import Headers
 
 __all__ = [
     "HttpOptions",
+    "bool_option",
     "breaker_options",
     "default_failure_status",
     "exclude_option",
     "int_option",
+    "meter_provider_option",
     "path_option",
     "probe_breaker",
     "route_breaker_options",
@@ -58,6 +60,9 @@ class HttpOptions:
     ready_path: str | None = "/switchgear/ready"
     critical: Iterable[str] | Callable[[str], bool] = ()
     control_plane: bool = False
+    http_metrics: bool = True
+    exemplars: bool = True
+    meter_provider: Any = None
     clock: Callable[[], float] = time.monotonic
 
     @classmethod
@@ -98,6 +103,23 @@ def exclude_option(value: object) -> tuple[frozenset[str], tuple[str, ...]]:
         else:
             exact.add(item)
     return frozenset(exact), tuple(prefixes)
+
+
+def bool_option(name: str, value: object) -> bool:
+    """A bool, nothing else (``1`` is not ``True`` here)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def meter_provider_option(value: object) -> Any:
+    """``meter_provider``: None (the global one) or an OpenTelemetry ``MeterProvider``."""
+    if value is not None and not callable(getattr(value, "get_meter", None)):
+        raise TypeError(
+            "meter_provider must be an opentelemetry MeterProvider or None, "
+            f"not {type(value).__name__}"
+        )
+    return value
 
 
 def int_option(name: str, value: object, low: int, high: int) -> int:

@@ -101,7 +101,11 @@ class _Exchange(Ticket):
         self._environ = environ
         self._script_name = environ.get("SCRIPT_NAME", "")
         self._start_response = start_response
-        self.start = self.core.clock()
+        self.started(
+            environ.get("REQUEST_METHOD"),
+            environ.get("wsgi.url_scheme"),
+            environ.get("SERVER_PROTOCOL"),
+        )
 
     # -- start_response ----------------------------------------------------------------
 
@@ -157,6 +161,8 @@ class _Exchange(Ticket):
             answered=status is not None,
             rejected=rejected,
             failure=failure,
+            status=_status_code(status) if status is not None else 0,
+            raised=cause,
         )
 
     def template(self) -> str | None:
@@ -308,6 +314,9 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         ready_path: str | None = "/switchgear/ready",
         critical: Iterable[str] | Callable[[str], bool] = (),
         control_plane: bool = False,
+        http_metrics: bool = True,
+        exemplars: bool = True,
+        meter_provider: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(wsgi_app, HttpOptions.among(locals()))

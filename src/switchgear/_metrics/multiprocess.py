@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from .._breaker.breaker import storage_degraded
 from .errors import contained, report
 from .families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
+from .http_series import ActiveKey, HttpSeries, Key
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
 from .prefork import check_directory
 from .series import (
@@ -104,6 +105,23 @@ class MultiprocessMirror:
                 cold.inc()
 
         series.add_sink(sink)
+
+    @contained("multiprocess")
+    def http_added(self, http: HttpSeries) -> None:
+        # An absent attribute is an empty label value, which Prometheus drops at ingestion:
+        # the same series as the label-less ones this process's own collector writes.
+        histogram = _histogram("http_duration", http.bounds)
+        active = _gauge("http_active")
+
+        @contained("multiprocess")
+        def duration(key: Key, seconds: float) -> None:
+            histogram.labels(*key).observe(seconds)
+
+        @contained("multiprocess")
+        def started(key: ActiveKey, delta: int) -> None:
+            active.labels(*key).inc(delta)
+
+        http.add_sink(duration, started)
 
     @contained("multiprocess")
     def rejected(self, series: Series, reason: str) -> None:

@@ -29,6 +29,9 @@ OPTIONS = [
     "ready_path",
     "critical",
     "control_plane",
+    "http_metrics",
+    "exemplars",
+    "meter_provider",
     "clock",
 ]
 
