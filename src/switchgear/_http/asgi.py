@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
@@ -180,7 +181,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         breaker_options: Mapping[str, Any] | None = None,
         route_breaker_options: Mapping[str, Mapping[str, Any]] | None = None,
         pool: DynamicPool[Any] | None = None,
-        exclude_paths: Iterable[str] = (),
+        exclude_paths: Iterable[str | re.Pattern[str]] = (),
         endpoint_auth: str | Callable[[Headers], Any] | None = None,
         registry: CollectorRegistry | None = None,
         max_routes: int = 100,
@@ -188,6 +189,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         ready_path: str | None = "/switchgear/ready",
         critical: Iterable[str] | Callable[[str], bool] = (),
         control_plane: bool = False,
+        exclude_methods: Iterable[str] = (),
         http_metrics: bool = True,
         exemplars: bool = True,
         meter_provider: Any = None,
@@ -200,6 +202,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         self._admit = core.admit
         self._pool = core.pool
         self._clock = core.clock
+        self._exclude_methods = core.exclude_methods
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -221,6 +224,9 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             return
 
         method = scope.get("method")
+        if self._exclude_methods and method in self._exclude_methods:
+            await self.app(scope, receive, send)  # excluded: not ours either
+            return
         if type(method) is not str or method not in METHODS:
             method = "OTHER"
         r = self._admit(method, path, _Responder)

@@ -55,6 +55,7 @@ from .options import (
     HttpOptions,
     exclude_option,
     int_option,
+    methods_option,
     path_option,
     probe_breaker,
 )
@@ -133,7 +134,8 @@ class HttpCore:
         if pool is not None and not isinstance(pool, DynamicPool):
             raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
         self.pool: DynamicPool[Any] | None = pool
-        self.exclude_exact, self.exclude_prefixes = exclude_option(exclude_paths)
+        self.exclude_exact, self.exclude_prefixes, self.patterns = exclude_option(exclude_paths)
+        self.exclude_methods = methods_option(o.exclude_methods)
         self.auth: Auth | None = make_auth(endpoint_auth)
         if registry is not None:
             from prometheus_client import CollectorRegistry
@@ -212,11 +214,13 @@ class HttpCore:
 
     def special_kind(self, path: str) -> str | None:
         """``"metrics"``/``"status"``/``"ready"``/``"control"`` for our endpoints,
-        ``"exclude"`` for excluded paths."""
+        ``"exclude"`` for excluded paths (exact, prefixes, patterns)."""
         kind = self.special.get(path)
         if kind is None and self.prefixes and path.startswith(self.prefixes):
             control = self.operations.control_prefix
             return "control" if control and path.startswith(control) else "exclude"
+        if kind is None and self.patterns and any(p.fullmatch(path) for p in self.patterns):
+            return "exclude"
         return kind
 
     def admit(self, method: str, path: str, ticket: type[_T]) -> _T | Response:

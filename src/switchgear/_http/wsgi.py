@@ -5,6 +5,7 @@ Public as :mod:`switchgear.wsgi`; the recording rule is in :mod:`.ticket`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -306,7 +307,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         breaker_options: Mapping[str, Any] | None = None,
         route_breaker_options: Mapping[str, Mapping[str, Any]] | None = None,
         pool: DynamicPool[Any] | None = None,
-        exclude_paths: Iterable[str] = (),
+        exclude_paths: Iterable[str | re.Pattern[str]] = (),
         endpoint_auth: str | Callable[[Headers], Any] | None = None,
         registry: CollectorRegistry | None = None,
         max_routes: int = 100,
@@ -314,6 +315,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         ready_path: str | None = "/switchgear/ready",
         critical: Iterable[str] | Callable[[str], bool] = (),
         control_plane: bool = False,
+        exclude_methods: Iterable[str] = (),
         http_metrics: bool = True,
         exemplars: bool = True,
         meter_provider: Any = None,
@@ -332,7 +334,10 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
                 return self.app(environ, start_response)
             return self._endpoint(kind, environ, start_response, path)
 
-        method = method_label(environ.get("REQUEST_METHOD"))
+        raw_method = environ.get("REQUEST_METHOD")
+        if core.exclude_methods and raw_method in core.exclude_methods:
+            return self.app(environ, start_response)  # excluded: not ours either
+        method = method_label(raw_method)
         x = core.admit(method, path, _Exchange)
         if type(x) is tuple:
             return _respond(start_response, x, method == "HEAD")

@@ -29,6 +29,7 @@ OPTIONS = [
     "ready_path",
     "critical",
     "control_plane",
+    "exclude_methods",
     "http_metrics",
     "exemplars",
     "meter_provider",
