@@ -18,6 +18,7 @@ writer wins, which is what an exemplar is (a recent example, not a statistic).
 from __future__ import annotations
 
 import contextvars
+import importlib
 import threading
 import time
 from bisect import bisect_left
@@ -43,7 +44,7 @@ _probe: list[Callable[[], Any] | None] = []  # found once per process
 
 def _find() -> Callable[[], Any] | None:
     try:
-        from opentelemetry import context as otel_context
+        otel_context = importlib.import_module("opentelemetry.context")
     except ImportError:  # OpenTelemetry is not installed: exemplars cost nothing
         return None
     marked = otel_context.set_value("switchgear-exemplar-probe", True)
@@ -57,16 +58,17 @@ def _find() -> Callable[[], Any] | None:
         ]
     finally:
         otel_context.detach(token)
+    public: Callable[[], Any] = otel_context.get_current
     if len(found) == 1:
         get = found[0].get
         try:
             empty = contextvars.Context().run(get)
         except LookupError:  # no default: the public call instead
-            return otel_context.get_current
+            return public
         if not empty:
             return get
     # Another runtime context (OTEL_PYTHON_CONTEXT): the public call, slower but right.
-    return otel_context.get_current
+    return public
 
 
 def context_probe() -> Callable[[], Any] | None:

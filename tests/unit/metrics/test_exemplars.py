@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import CollectorRegistry
@@ -83,3 +85,12 @@ def test_the_http_histogram_keeps_exemplars_per_series_and_bucket() -> None:
             "value": "0.2",
         }
     }
+
+
+def test_without_opentelemetry_there_is_no_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exemplars, "_probe", [])
+    monkeypatch.setitem(sys.modules, "opentelemetry.context", None)  # import fails
+    assert exemplars.context_probe() is None
+    assert exemplars.Exemplars.create(True, 13) is None
+    series = sg.Metrics(f"ex-{next(_names)}", registry=CollectorRegistry()).series
+    assert series.exemplars is None  # recorded by the closure without the check
