@@ -146,9 +146,10 @@ class _Exchange(Ticket):
             return
         status = self._status
         environ = self._environ
+        sent = _status_code(status) if status is not None else 0
         code = 500  # a FAILURE without a cause comes from the status, read just below
         if outcome is None:
-            code = _status_code(status) if status is not None else 500
+            code = sent or 500
             outcome, rejected = self.core.response_outcome(code, environ)
         failure = None
         if outcome == FAILURE:
@@ -162,7 +163,7 @@ class _Exchange(Ticket):
             answered=status is not None,
             rejected=rejected,
             failure=failure,
-            status=_status_code(status) if status is not None else 0,
+            status=sent,
             raised=cause,
         )
 

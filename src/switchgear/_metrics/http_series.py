@@ -91,7 +91,10 @@ class HttpSeries:
 
     def record(self, key: Key, duration: float, traced: bool) -> None:
         """One finished request; ``traced``: keep an exemplar if a sampled span is current."""
-        durations = self._shard()[0]
+        try:
+            durations = self._local.shard[0]
+        except AttributeError:
+            durations = self._shard()[0]
         counts = durations.get(key)
         if counts is None:
             counts = durations[key] = [0] * (len(self.bounds) + 1) + [0.0]
@@ -106,15 +109,20 @@ class HttpSeries:
                 if slots is None:
                     slots = self.exemplars.setdefault(key, [None] * (len(self.bounds) + 1))
                 ex.store(slots, i, context, duration)
-        for sink in self.sinks:
-            sink(key, duration)
+        if self.sinks:
+            for sink in self.sinks:
+                sink(key, duration)
 
     def active(self, key: ActiveKey, delta: int) -> None:
         """A request started (``+1``) or ended (``-1``)."""
-        active = self._shard()[1]
+        try:
+            active = self._local.shard[1]
+        except AttributeError:
+            active = self._shard()[1]
         active[key] = active.get(key, 0) + delta
-        for sink in self.active_sinks:
-            sink(key, delta)
+        if self.active_sinks:
+            for sink in self.active_sinks:
+                sink(key, delta)
 
     def add_sink(
         self,
