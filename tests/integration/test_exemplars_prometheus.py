@@ -127,7 +127,7 @@ def test_a_request_with_traceparent_is_an_exemplar_of_the_http_histogram(
     labels, value = found[0]
     assert labels["http_route"] == "/sleep"
     assert labels["http_response_status_code"] == "200"
-    assert value >= 0.03
+    assert value >= 0.025  # a 30 ms sleep, give or take the event loop's timer
     assert_on_its_bucket(labels, value)
     own = poll(
         "the route's own exemplar",

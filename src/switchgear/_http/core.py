@@ -150,7 +150,6 @@ class HttpCore:
         self.render_gate: RenderGate[tuple[bytes, str]] = RenderGate(interval=0.1)
         self.max_routes = int_option("max_routes", max_routes, 1, 100_000)
         self.pool_full_status = int_option("pool_full_status", pool_full_status, 400, 599)
-        # Tracing and OpenTelemetry options, and the standard HTTP series (or None).
         self.exemplars, self.meter_provider, self.standard = standard_options(o, registry)
 
         self.operations = self._operations(o)
