@@ -7,6 +7,8 @@ ASGI: one uvicorn process per variant (single worker, same ``--loop``/``--http``
 * ``pass-through``        that app in a do-nothing ASGI layer that wraps ``send`` (the floor)
 * ``recording floor``     the least a Python layer with the bar's parts could do (``floor_asgi``)
 * ``switchgear``          that app in ``switchgear.ASGIMiddleware`` (breaker + metrics per route)
+* ``switchgear, standard series off``  the same with ``http_metrics=False, exemplars=False``:
+  what the standard HTTP series and exemplar support add
 * ``switchgear + pool``   the same, plus a ``DynamicPool`` bulkhead (the full configuration)
 * ``starlette-exporter``  starlette-exporter's ``PrometheusMiddleware`` (default options)
 * ``opentelemetry``       ``OpenTelemetryMiddleware`` with an SDK ``MeterProvider`` (it records)
@@ -65,11 +67,18 @@ ASGI_VARIANTS = (
     "pass-through",
     "recording floor",
     "switchgear",
+    "switchgear, standard series off",
     "switchgear + pool",
     "starlette-exporter",
     "opentelemetry",
 )
-WSGI_VARIANTS = ("bare", "pass-through", "switchgear", "switchgear + pool")
+WSGI_VARIANTS = (
+    "bare",
+    "pass-through",
+    "switchgear",
+    "switchgear, standard series off",
+    "switchgear + pool",
+)
 #: The quality bars: minimum ratio of medians vs the bare app, per suite.
 BARS = {"asgi": ("switchgear + pool", 0.90), "wsgi": ("switchgear + pool", 0.95)}
 
@@ -217,6 +226,10 @@ def make_asgi_app() -> Any:
         from switchgear.asgi import ASGIMiddleware
 
         return ASGIMiddleware(app)
+    if variant == "switchgear, standard series off":
+        from switchgear.asgi import ASGIMiddleware
+
+        return ASGIMiddleware(app, http_metrics=False, exemplars=False)
     if variant == "switchgear + pool":
         from switchgear.asgi import ASGIMiddleware
 
@@ -256,6 +269,10 @@ def make_wsgi_app() -> Any:
 
     if variant == "switchgear":
         app.wsgi_app = WSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    elif variant == "switchgear, standard series off":
+        app.wsgi_app = WSGIMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, http_metrics=False, exemplars=False
+        )
     elif variant == "switchgear + pool":
         app.wsgi_app = WSGIMiddleware(app.wsgi_app, pool=_bench_pool())  # type: ignore[method-assign]
     else:

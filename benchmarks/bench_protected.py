@@ -93,6 +93,12 @@ def make_variants(storage: Any = None) -> dict[str, Variant]:
         breaker=sg.CircuitBreaker("bench"),
         metrics=sg.Metrics("bench", registry=registry),
     )(work)
+    # The same without exemplar support: what the check for a current span costs.
+    protected_plain = sg.protected(
+        "bench-plain",
+        breaker=sg.CircuitBreaker("bench-plain"),
+        metrics=sg.Metrics("bench-plain", registry=registry, exemplars=False),
+    )(work)
     pool: sg.DynamicPool[Any] = sg.DynamicPool(None, name="bench-pool", min_size=4, max_size=4)
     protected_pool = sg.protected(
         "bench-pool",
@@ -115,6 +121,7 @@ def make_variants(storage: Any = None) -> dict[str, Variant]:
         "pybreaker + prometheus_client": sync_loop(pybreaker_prom),
         "circuitbreaker": sync_loop(cb_work),
         "@protected (breaker + metrics)": sync_loop(protected),
+        "@protected, exemplars off": sync_loop(protected_plain),
         "@protected + adaptive limit": sync_loop(protected_limit),
         "@protected + pool": sync_loop(protected_pool),
     }
@@ -283,9 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     protected_added = sync["@protected (breaker + metrics)"] - bare
     async_added = asyn["async @protected (breaker + metrics)"] - abare
     limit_added = sync["@protected + adaptive limit"] - sync["@protected (breaker + metrics)"]
+    exemplar_check = sync["@protected (breaker + metrics)"] - sync["@protected, exemplars off"]
     print(
         f"\nbars: sync added {protected_added:.0f} ns (<= 600), "
         f"adaptive limit {limit_added:.0f} ns over @protected (<= 300), "
+        f"exemplar support {exemplar_check:.0f} ns with no span current (<= 100), "
         f"{protected_added / peer_added:.2f} of pybreaker+prom (<= 0.33); "
         f"async added {async_added:.0f} ns (<= 800); "
         f"8/1 threads {threaded['@protected 1 thread'] / threaded['@protected 8 threads']:.2f}"

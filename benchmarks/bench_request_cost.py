@@ -2,7 +2,8 @@
 
 The same tiny app as ``bench_http`` (Starlette for ASGI, Flask for WSGI: one route
 ``/items/{id}``) is called directly, bare, in the middleware, and in the middleware with a
-bulkhead pool, alternating variants round by round. Each figure is the median over rounds
+bulkhead pool, and without the standard HTTP series and exemplar support (what those add),
+alternating variants round by round. Each figure is the median over rounds
 of microseconds per request. Without a server's own work around it, a difference of a
 fraction of a microsecond shows, where ``bench_http``'s server CPU per request moves by
 about 2 µs between runs on a shared machine.
@@ -55,6 +56,9 @@ def asgi_variants() -> dict[str, Variant]:
     apps = {
         "bare": app(),
         "switchgear": ASGIMiddleware(app(), registry=CollectorRegistry()),
+        "switchgear, standard series off": ASGIMiddleware(
+            app(), registry=CollectorRegistry(), http_metrics=False, exemplars=False
+        ),
         "switchgear + pool": ASGIMiddleware(
             app(), registry=CollectorRegistry(), pool=_pool("asgi-cost")
         ),
@@ -101,6 +105,9 @@ def wsgi_variants() -> dict[str, Variant]:
     apps = {
         "bare": app().wsgi_app,
         "switchgear": WSGIMiddleware(app().wsgi_app, registry=CollectorRegistry()),
+        "switchgear, standard series off": WSGIMiddleware(
+            app().wsgi_app, registry=CollectorRegistry(), http_metrics=False, exemplars=False
+        ),
         "switchgear + pool": WSGIMiddleware(
             app().wsgi_app, registry=CollectorRegistry(), pool=_pool("wsgi-cost")
         ),

@@ -226,13 +226,13 @@ def _names_in_table(text: str) -> set[str]:
     """
     names: set[str] = set()
     for line in text.splitlines():
-        if not line.startswith(("| `switchgear_", "| [`switchgear_")):
+        if not line.startswith(("| `switchgear_", "| [`switchgear_", "| [`http_server_")):
             continue
         cell = line.split("|")[1]
         parts = re.findall(r"`([a-z_]+)`", cell)
         base = "_".join(parts[0].split("_")[:2])  # switchgear_pool, switchgear_memory
         for part in parts:
-            names.add(part if part.startswith("switchgear_") else base + part)
+            names.add(part if part.startswith(("switchgear_", "http_server_")) else base + part)
     return names
 
 

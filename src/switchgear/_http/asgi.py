@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
@@ -116,6 +117,8 @@ class _Responder(Ticket):
             answered=self.status != 0,
             rejected=rejected,
             failure=failure,
+            status=self.status,
+            raised=cause,
         )
 
     def failed(self, exc: BaseException) -> Response | None:
@@ -181,7 +184,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         pool: DynamicPool[Any] | None = None,
         limit: AdaptiveLimit | None = None,
         route_limits: Mapping[str, AdaptiveLimit] | None = None,
-        exclude_paths: Iterable[str] = (),
+        exclude_paths: Iterable[str | re.Pattern[str]] = (),
         endpoint_auth: str | Callable[[Headers], Any] | None = None,
         registry: CollectorRegistry | None = None,
         max_routes: int = 100,
@@ -189,6 +192,10 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         ready_path: str | None = "/switchgear/ready",
         critical: Iterable[str] | Callable[[str], bool] = (),
         control_plane: bool = False,
+        exclude_methods: Iterable[str] = (),
+        http_metrics: bool = True,
+        exemplars: bool = True,
+        meter_provider: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(app, HttpOptions.among(locals()))
@@ -198,6 +205,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
         self._admit = core.admit
         self._pool = core.pool
         self._clock = core.clock
+        self._exclude_methods = core.exclude_methods
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -219,6 +227,9 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
             return
 
         method = scope.get("method")
+        if self._exclude_methods and method in self._exclude_methods:
+            await self.app(scope, receive, send)  # excluded: not ours either
+            return
         if type(method) is not str or method not in METHODS:
             method = "OTHER"
         r = self._admit(method, path, _Responder)
@@ -238,7 +249,7 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 r.abandon()
                 raise
             r.lease(resource, cold)
-        r.start = self._clock()
+        r.started(scope.get("method"), scope.get("scheme"), scope.get("http_version"))
         try:
             await self.app(scope, receive, r.send)
         except BaseException as exc:
@@ -251,6 +262,8 @@ class ASGIMiddleware(HttpMiddlewareBase[ASGIApp]):
                 # No response at all: the server answers 500 for it. Started but never
                 # finished: the client went away mid-response (not counted).
                 counted = r.status == 0
+                if counted:
+                    r.status = 500  # what the server answers for it
                 r.settle(self._core.status_outcome(500) if counted else NEUTRAL, counted)
         finally:
             r.give_back()  # once the app is done, background work included

@@ -44,9 +44,6 @@ from .._errors import (
 )
 from .._metrics.facade import (
     Metrics,
-    live_limits,
-    live_metrics,
-    live_pools,
     observe_limit,
     observe_pool,
 )
@@ -56,12 +53,8 @@ from .auth import Auth, Headers, make_auth
 from .endpoints import (
     Response,
     error_response,
-    json_response,
-    limit_figures,
-    pool_figures,
     rejection_answer,
     rejection_response,
-    status_document,
 )
 from .log import log_once
 from .operations import Operations, critical_option
@@ -70,6 +63,7 @@ from .options import (
     exclude_option,
     int_option,
     limits_option,
+    methods_option,
     path_option,
     probe_breaker,
 )
@@ -77,6 +71,8 @@ from .options import breaker_options as breaker_options_
 from .options import route_breaker_options as route_breaker_options_
 from .render_gate import RenderGate
 from .routes import EXCEPTION_KEY, METHODS, OTHER, UNMATCHED, EndpointIndex, RouteCache
+from .standard import standard_options
+from .status import status_answer
 from .ticket import Route, Ticket
 
 __all__ = ["ENDPOINT_METHODS", "GLOBAL_BREAKER_NAME", "HttpCore"]
@@ -140,7 +136,8 @@ class HttpCore:
             raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
         self.pool: DynamicPool[Any] | None = pool
         self.limit, self.route_limits = limits_option(o.limit, o.route_limits, pool, METHODS)
-        self.exclude_exact, self.exclude_prefixes = exclude_option(exclude_paths)
+        self.exclude_exact, self.exclude_prefixes, self.patterns = exclude_option(exclude_paths)
+        self.exclude_methods = methods_option(o.exclude_methods)
         self.auth: Auth | None = make_auth(endpoint_auth)
         if registry is not None:
             from prometheus_client import CollectorRegistry
@@ -155,6 +152,7 @@ class HttpCore:
         self.render_gate: RenderGate[tuple[bytes, str]] = RenderGate(interval=0.1)
         self.max_routes = int_option("max_routes", max_routes, 1, 100_000)
         self.pool_full_status = int_option("pool_full_status", pool_full_status, 400, 599)
+        self.exemplars, self.meter_provider, self.standard = standard_options(o, registry)
 
         self.operations = self._operations(o)
         # Paths answered by the middleware itself, or passed through untouched.
@@ -219,11 +217,13 @@ class HttpCore:
 
     def special_kind(self, path: str) -> str | None:
         """``"metrics"``/``"status"``/``"ready"``/``"control"`` for our endpoints,
-        ``"exclude"`` for excluded paths."""
+        ``"exclude"`` for excluded paths (exact, prefixes, patterns)."""
         kind = self.special.get(path)
         if kind is None and self.prefixes and path.startswith(self.prefixes):
             control = self.operations.control_prefix
             return "control" if control and path.startswith(control) else "exclude"
+        if kind is None and self.patterns and any(p.fullmatch(path) for p in self.patterns):
+            return "exclude"
         return kind
 
     def admit(self, method: str, path: str, ticket: type[_T]) -> _T | Response:
@@ -279,7 +279,13 @@ class HttpCore:
     # -- routes ----------------------------------------------------------------------------
 
     def _new_metrics(self, key: str) -> Metrics:
-        return Metrics(key, registry=self.registry, clock=self.clock)
+        return Metrics(
+            key,
+            registry=self.registry,
+            meter_provider=self.meter_provider,
+            clock=self.clock,
+            exemplars=self.exemplars,
+        )
 
     def _global_breaker(self) -> CircuitBreaker:
         """The breaker ``http``, shared with whatever already exports one under that name.
@@ -445,8 +451,8 @@ class HttpCore:
         answered: bool = True,
         rejected: str | None = None,
         failure: tuple[str, str] | None = None,
-    ) -> None:
-        """Record one finished request exactly once; never raises.
+    ) -> Route | None:
+        """Record one finished request exactly once; never raises. The route it counted on.
 
         ``admitted``/``breaker``/``token`` are what admission used (the learned route and its
         breaker, the global breaker, or nothing); ``template`` is what the framework matched
@@ -466,7 +472,7 @@ class HttpCore:
                 # Client gone / cancelled: give the breaker's permit back, record nothing.
                 if breaker is not None:
                     breaker.finish(token, NEUTRAL, 0.0)
-                return
+                return None
             if admitted is not None and template == admitted.template:
                 route = admitted  # the common case: the path's route did not change
             else:
@@ -489,8 +495,10 @@ class HttpCore:
                 route.reject(rejected)
             elif counted:
                 route.record(self.clock(), duration, outcome != FAILURE, cold_start)
+            return route
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")
+            return None
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -537,53 +545,8 @@ class HttpCore:
         )
 
     def status_response(self) -> Response:
-        """The status endpoint: every name in this registry (routes first), pools, memory.
-
-        Names protected inside handlers (``@protected``) and pools attached to metrics show
-        up beside the routes: one page for what this process protects.
-        """
-        try:
-            names: dict[str, tuple[object, ...]] = {}
-            memory: tuple[int, int] | None = None
-            for key, route in sorted(self.routes().items()):
-                stats = route.metrics.stats()
-                if memory is None:
-                    memory = (
-                        int(getattr(stats, "memory_used", 0)),
-                        int(getattr(stats, "memory_limit", 0)),
-                    )
-                series = route.metrics.series
-                names[key] = (
-                    stats,
-                    route.metrics.window_stats(),
-                    route.breaker,
-                    series.snapshot(),
-                    series.bounds,
-                )
-            for metrics in live_metrics(self.registry):
-                if metrics.name not in names:
-                    series = metrics.series
-                    names[metrics.name] = (
-                        metrics.stats(),
-                        metrics.window_stats(),
-                        series.breaker(),
-                        series.snapshot(),
-                        series.bounds,
-                    )
-            if memory is None:
-                from .._metrics.memory import read_memory
-
-                memory = read_memory()
-            pools: dict[str, object] = {
-                pool.name: pool_figures(pool) for pool in live_pools(self.registry)
-            }
-            if self.pool is not None:
-                pools[self.pool.name] = pool_figures(self.pool)
-            limits = {limit.name: limit_figures(limit) for limit in live_limits(self.registry)}
-            return json_response(200, status_document(names, pools, memory, limits))
-        except Exception:
-            log_once("status", "switchgear: rendering the status document failed")
-            return error_response(500, "internal_error")
+        """The status endpoint: every name in this registry (routes first), pools, limits."""
+        return status_answer(self.routes(), self.registry, self.pool)
 
 
 # Every middleware core of this process, for the fork handler: a fork taken while another

@@ -14,15 +14,12 @@ from typing import Any
 
 from .._breaker.breaker import storage_degraded
 from .._errors import PoolFullError, PoolTimeoutError, Rejection
-from .._limit.limiter import AdaptiveLimit
 from .._metrics.errors import counts as metrics_errors
 
 __all__ = [
     "Response",
     "error_response",
     "json_response",
-    "limit_figures",
-    "pool_figures",
     "rejection_answer",
     "rejection_response",
     "retry_after_seconds",
@@ -160,25 +157,6 @@ def _details(snapshot: object, bounds: object) -> dict[str, Any]:
             "le": [*list(bounds), "+Inf"],  # type: ignore[call-overload]
             "counts": list(getattr(snapshot, "counts", ())),
         },
-    }
-
-
-def pool_figures(pool: Any) -> dict[str, Any]:
-    """A pool's stats and its bounds, for the status document."""
-    return {**as_dict(pool.stats()), "min_size": pool.min_size, "max_size": pool.max_size}
-
-
-def limit_figures(limit: AdaptiveLimit) -> dict[str, object]:
-    """An adaptive limit's figures, for the status document (round trips in seconds)."""
-    return {
-        "algorithm": limit.algorithm,
-        "limit": limit.limit,
-        "in_flight": limit.in_flight,
-        "min_limit": limit.min_limit,
-        "max_limit": limit.max_limit,
-        "baseline": limit.baseline,
-        "recent": limit.recent,
-        "probing": limit.probing,
     }
 
 

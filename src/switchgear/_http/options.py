@@ -8,6 +8,7 @@ name the bad option; :class:`~switchgear._http.core.HttpCore` applies them.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -22,11 +23,14 @@ from .auth import Headers
 
 __all__ = [
     "HttpOptions",
+    "bool_option",
     "breaker_options",
     "default_failure_status",
     "exclude_option",
     "int_option",
     "limits_option",
+    "meter_provider_option",
+    "methods_option",
     "path_option",
     "probe_breaker",
     "route_breaker_options",
@@ -54,7 +58,7 @@ class HttpOptions:
     pool: DynamicPool[Any] | None = None
     limit: AdaptiveLimit | None = None
     route_limits: Mapping[str, AdaptiveLimit] | None = None
-    exclude_paths: Iterable[str] = ()
+    exclude_paths: Iterable[str | re.Pattern[str]] = ()
     endpoint_auth: str | Callable[[Headers], Any] | None = None
     registry: CollectorRegistry | None = None
     max_routes: int = 100
@@ -62,6 +66,10 @@ class HttpOptions:
     ready_path: str | None = "/switchgear/ready"
     critical: Iterable[str] | Callable[[str], bool] = ()
     control_plane: bool = False
+    exclude_methods: Iterable[str] = ()
+    http_metrics: bool = True
+    exemplars: bool = True
+    meter_provider: Any = None
     clock: Callable[[], float] = time.monotonic
 
     @classmethod
@@ -83,25 +91,68 @@ def path_option(name: str, value: object) -> str | None:
     return value
 
 
-def exclude_option(value: object) -> tuple[frozenset[str], tuple[str, ...]]:
-    """``exclude_paths`` as (exact paths, prefixes); an item ending in ``*`` is a prefix."""
+def exclude_option(
+    value: object,
+) -> tuple[frozenset[str], tuple[str, ...], tuple[re.Pattern[str], ...]]:
+    """``exclude_paths`` as (exact paths, prefixes, patterns); an item ending in ``*`` is a
+    prefix, a compiled regular expression a pattern the whole path must match."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise TypeError(
-            "exclude_paths must be a collection of path strings (a lone string is not), "
-            f"not {type(value).__name__}"
+            "exclude_paths must be a collection of path strings or compiled regular "
+            f"expressions (a lone string is not), not {type(value).__name__}"
         )
     exact: set[str] = set()
     prefixes: list[str] = []
+    patterns: list[re.Pattern[str]] = []
     for item in value:
+        if isinstance(item, re.Pattern):
+            if not isinstance(item.pattern, str):
+                raise TypeError("exclude_paths patterns must be compiled from str, not bytes")
+            patterns.append(item)
+            continue
         if not isinstance(item, str):
-            raise TypeError(f"exclude_paths items must be strings, not {type(item).__name__}")
+            raise TypeError(
+                "exclude_paths items must be strings or compiled regular expressions, "
+                f"not {type(item).__name__}"
+            )
         if not item.startswith("/"):
             raise ValueError(f"exclude_paths items must start with '/', got {item!r}")
         if item.endswith("*"):
             prefixes.append(item[:-1])
         else:
             exact.add(item)
-    return frozenset(exact), tuple(prefixes)
+    return frozenset(exact), tuple(prefixes), tuple(patterns)
+
+
+def methods_option(value: object) -> frozenset[str]:
+    """``exclude_methods``: a collection of method names, as clients send them (``OPTIONS``)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(
+            "exclude_methods must be a collection of method names (a lone string is not), "
+            f"not {type(value).__name__}"
+        )
+    methods = frozenset(value)
+    for item in methods:
+        if not isinstance(item, str) or not item or any(c.isspace() for c in item):
+            raise ValueError(f"exclude_methods items must be method names, got {item!r}")
+    return methods
+
+
+def bool_option(name: str, value: object) -> bool:
+    """A bool, nothing else (``1`` is not ``True`` here)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def meter_provider_option(value: object) -> Any:
+    """``meter_provider``: None (the global one) or an OpenTelemetry ``MeterProvider``."""
+    if value is not None and not callable(getattr(value, "get_meter", None)):
+        raise TypeError(
+            "meter_provider must be an opentelemetry MeterProvider or None, "
+            f"not {type(value).__name__}"
+        )
+    return value
 
 
 def int_option(name: str, value: object, low: int, high: int) -> int:

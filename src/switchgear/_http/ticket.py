@@ -24,7 +24,8 @@ from .._metrics.series import TimedSink
 from .._pool.pool import MISSING, DynamicPool
 from .endpoints import Response
 from .log import log_once
-from .routes import EndpointIndex
+from .routes import OTHER, EndpointIndex
+from .standard import Opened, Standard
 
 __all__ = ["Recorder", "Route", "Ticket"]
 
@@ -37,6 +38,7 @@ class Route:
 
     __slots__ = (
         "breaker",
+        "http_route",
         "key",
         "limit",
         "matched",
@@ -61,6 +63,8 @@ class Route:
         self.limit = limit  # the concurrency limit its requests go through, if any
         self.method = method
         self.template = template
+        # ``http.route`` in the standard series: none when no route matched (<unmatched>).
+        self.http_route = template if template is not None else (OTHER if key == OTHER else "")
         self.breaker = breaker
         self.metrics = metrics
         # Called with the end time the middleware has just read: (now, duration, ok, cold).
@@ -81,6 +85,7 @@ class Recorder(Protocol):
     clock: Callable[[], float]
     pool: DynamicPool[Any] | None
     endpoints: EndpointIndex
+    standard: Standard | None
 
     def status_outcome(self, status: object) -> int: ...
 
@@ -114,7 +119,7 @@ class Recorder(Protocol):
         answered: bool = True,
         rejected: str | None = None,
         failure: tuple[str, str] | None = None,
-    ) -> None: ...
+    ) -> Route | None: ...
 
     def failure_of(self, cause: object, carrier: Any) -> tuple[str, str]: ...
 
@@ -129,6 +134,7 @@ class Ticket:
         "done",
         "limit",
         "method",
+        "opened",
         "path",
         "resource",
         "route",
@@ -157,6 +163,17 @@ class Ticket:
         self.cold = False
         self.done = False
         self.start = 0.0
+        self.opened: Opened | None = None  # counted active in the standard series
+
+    def started(self, method: object, scheme: object, version: object) -> None:
+        """The app is about to run: start the clock, count the request active."""
+        self.start = self.core.clock()
+        standard = self.core.standard
+        if standard is not None:
+            try:
+                self.opened = standard.open(method, scheme, version)
+            except Exception:
+                log_once("record", "switchgear: recording an HTTP request failed")
 
     # -- the pool (the adapter waits, the ticket keeps the books) ---------------------------
 
@@ -211,6 +228,8 @@ class Ticket:
         answered: bool = True,
         rejected: str | None = None,
         failure: tuple[str, str] | None = None,
+        status: object = 0,
+        raised: object = None,
     ) -> None:
         """Record the request once; never raises.
 
@@ -222,6 +241,8 @@ class Ticket:
         before it started a response. ``rejected``: a protection inside the route refused
         (its reason); the breaker gets ``outcome`` (neutral) and the route counts a rejection.
         ``failure``: with a FAILURE outcome, what failed (kept for the breaker's next trip).
+        ``status`` (0: none sent) and ``raised`` (the app's exception) are for the standard
+        HTTP series.
         """
         if self.done:
             return
@@ -256,6 +277,7 @@ class Ticket:
                     route.record(now, duration, outcome != FAILURE, self.cold)
                 else:
                     route.reject(rejected)
+                counted_on: Route | None = route
             else:
                 seen = self.template()
                 if (
@@ -269,7 +291,7 @@ class Ticket:
                     # named from its endpoint has no object of its own (None would also be
                     # what a 404 leaves), so it keeps this slower path.
                     route.matched = matched
-                core.complete(
+                counted_on = core.complete(
                     route,
                     self.breaker,
                     self.token,
@@ -284,6 +306,13 @@ class Ticket:
                     rejected=rejected,
                     failure=failure,
                 )
+            opened = self.opened
+            if opened is not None:
+                self.opened = None
+                standard = core.standard
+                assert standard is not None
+                label = counted_on.http_route if counted_on is not None else ""
+                standard.close(opened, label, status, raised, duration, counted)
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")
 

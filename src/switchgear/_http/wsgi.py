@@ -5,6 +5,7 @@ Public as :mod:`switchgear.wsgi`; the recording rule is in :mod:`.ticket`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -102,7 +103,11 @@ class _Exchange(Ticket):
         self._environ = environ
         self._script_name = environ.get("SCRIPT_NAME", "")
         self._start_response = start_response
-        self.start = self.core.clock()
+        self.started(
+            environ.get("REQUEST_METHOD"),
+            environ.get("wsgi.url_scheme"),
+            environ.get("SERVER_PROTOCOL"),
+        )
 
     # -- start_response ----------------------------------------------------------------
 
@@ -142,9 +147,10 @@ class _Exchange(Ticket):
             return
         status = self._status
         environ = self._environ
+        sent = _status_code(status) if status is not None else 0
         code = 500  # a FAILURE without a cause comes from the status, read just below
         if outcome is None:
-            code = _status_code(status) if status is not None else 500
+            code = sent or 500
             outcome, rejected = self.core.response_outcome(code, environ)
         failure = None
         if outcome == FAILURE:
@@ -158,6 +164,8 @@ class _Exchange(Ticket):
             answered=status is not None,
             rejected=rejected,
             failure=failure,
+            status=sent,
+            raised=cause,
         )
 
     def template(self) -> str | None:
@@ -303,7 +311,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         pool: DynamicPool[Any] | None = None,
         limit: AdaptiveLimit | None = None,
         route_limits: Mapping[str, AdaptiveLimit] | None = None,
-        exclude_paths: Iterable[str] = (),
+        exclude_paths: Iterable[str | re.Pattern[str]] = (),
         endpoint_auth: str | Callable[[Headers], Any] | None = None,
         registry: CollectorRegistry | None = None,
         max_routes: int = 100,
@@ -311,6 +319,10 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
         ready_path: str | None = "/switchgear/ready",
         critical: Iterable[str] | Callable[[str], bool] = (),
         control_plane: bool = False,
+        exclude_methods: Iterable[str] = (),
+        http_metrics: bool = True,
+        exemplars: bool = True,
+        meter_provider: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(wsgi_app, HttpOptions.among(locals()))
@@ -326,7 +338,10 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
                 return self.app(environ, start_response)
             return self._endpoint(kind, environ, start_response, path)
 
-        method = method_label(environ.get("REQUEST_METHOD"))
+        raw_method = environ.get("REQUEST_METHOD")
+        if core.exclude_methods and raw_method in core.exclude_methods:
+            return self.app(environ, start_response)  # excluded: not ours either
+        method = method_label(raw_method)
         x = core.admit(method, path, _Exchange)
         if type(x) is tuple:
             return _respond(start_response, x, method == "HEAD")

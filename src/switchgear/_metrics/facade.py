@@ -28,6 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .. import _validate as v
 from .._limit.limiter import AdaptiveLimit
 from .exposition import render_latest
+from .http_series import HttpSeries
 from .prefork import forked_unwarned
 from .prometheus import Collector, multiprocess_mode
 from .series import LATENCY_BUCKETS, REJECTION_REASONS, Series, per_call
@@ -38,6 +39,7 @@ __all__ = [
     "Metrics",
     "Stats",
     "WindowStats",
+    "http_series",
     "live_limits",
     "live_metrics",
     "live_pools",
@@ -143,6 +145,19 @@ def observe_limit(limit: AdaptiveLimit | None, registry: CollectorRegistry | Non
         _store_for(registry).limit_for(limit)
 
 
+def http_series(registry: CollectorRegistry | None, meter_provider: Any = None) -> HttpSeries:
+    """The standard HTTP series of ``registry``, exported there and through ``meter_provider``.
+
+    ``meter_provider``: as for :class:`Metrics` (None = the global one, also if set later).
+    """
+    from .otel import bridge_for
+
+    store = _store_for(registry)
+    http = store.http_series()
+    bridge_for(meter_provider).add_http(store, http)
+    return http
+
+
 def live_metrics(registry: CollectorRegistry | None = None) -> list[Metrics]:
     """A ``Metrics`` for every name recorded in ``registry`` (this process), by name.
 
@@ -237,7 +252,9 @@ class Metrics:
 
     Exported as ``switchgear_*`` Prometheus series (``registry``, default: the global one)
     and OpenTelemetry instruments (``meter_provider``, default: the global one). Two
-    ``Metrics`` with the same name in one registry share their series.
+    ``Metrics`` with the same name in one registry share their series. With ``exemplars``
+    (the default), a call recorded while a sampled OpenTelemetry span is current leaves its
+    trace and span ids on its latency bucket (shown in the OpenMetrics exposition).
 
     Example::
 
@@ -265,8 +282,11 @@ class Metrics:
         buckets: Iterable[float] = LATENCY_BUCKETS,
         window: v.Seconds = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        exemplars: bool = True,
     ) -> None:
         self.name = v.name("name", name)
+        if not isinstance(exemplars, bool):
+            raise TypeError(f"exemplars must be a bool, not {type(exemplars).__name__}")
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise TypeError(
                 "registry must be a prometheus_client.CollectorRegistry or None, "
@@ -294,7 +314,7 @@ class Metrics:
                 f"({type(exc).__name__}: {exc})"
             ) from exc
         store = _store_for(registry)
-        self._bind(store, store.series_for(self.name, bounds, span, clock))
+        self._bind(store, store.series_for(self.name, bounds, span, clock, exemplars))
         bridge.add(store, self.series)
 
     def _bind(self, store: Store, series: Series) -> None:

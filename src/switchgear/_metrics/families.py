@@ -13,6 +13,8 @@ from typing import Literal
 
 __all__ = [
     "FAMILIES",
+    "HTTP_ATTRIBUTES",
+    "HTTP_LABELS",
     "LIMIT_GAUGES",
     "LIMIT_RTT_ESTIMATES",
     "OVERRIDE_GAUGES",
@@ -39,6 +41,14 @@ class Family:
     otel_name: str = ""  # OpenTelemetry instrument; "" when not exported there
     otel_unit: str = ""  # UCUM, as OpenTelemetry's semantic conventions write units
     merge: Merge = ""  # gauges in multiprocess mode
+    # OpenTelemetry attribute keys, one per label, where they are not the labels themselves
+    # (the HTTP semantic conventions' dotted keys).
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def otel_attributes(self) -> tuple[str, ...]:
+        """The attribute key of each label, in label order."""
+        return self.attributes or self.labels
 
     @property
     def sample_name(self) -> str:
@@ -56,6 +66,19 @@ LIMIT_GAUGES = ("limit_current", "limit_in_flight", "limit_min", "limit_max")
 LIMIT_RTT_ESTIMATES = ("baseline", "recent")
 # The sliding-window gauges, in the order WindowSums.figures() returns them.
 WINDOW_FIGURES = ("qps", "error_ratio", "latency_avg")
+
+# The standard HTTP server series (OpenTelemetry's stable HTTP semantic conventions): their
+# attribute keys, and the labels OpenTelemetry's Prometheus translation makes of them. The
+# middleware records every series under a tuple of values in this order ("" = absent).
+HTTP_ATTRIBUTES = (
+    "http.request.method",
+    "url.scheme",
+    "http.route",
+    "http.response.status_code",
+    "network.protocol.version",
+    "error.type",
+)
+HTTP_LABELS = tuple(key.replace(".", "_") for key in HTTP_ATTRIBUTES)
 
 _POOL_GAUGE_HELP = {
     "size": "Resources in the pool (idle and in use).",
@@ -293,6 +316,28 @@ _TABLE = (
         otel_name="switchgear.window.latency_avg",
         otel_unit="s",
         merge="livemax",
+    ),
+    Family(
+        "http_duration",
+        "http_server_request_duration_seconds",
+        "histogram",
+        HTTP_LABELS,
+        "Duration of HTTP server requests.",
+        unit="seconds",
+        otel_name="http.server.request.duration",
+        otel_unit="s",
+        attributes=HTTP_ATTRIBUTES,
+    ),
+    Family(
+        "http_active",
+        "http_server_active_requests",
+        "gauge",
+        HTTP_LABELS[:2],
+        "Number of active HTTP server requests.",
+        otel_name="http.server.active_requests",  # an up-down counter there
+        otel_unit="{request}",
+        merge="livesum",
+        attributes=HTTP_ATTRIBUTES[:2],
     ),
 )
 

@@ -33,6 +33,7 @@ from .families import (
     POOL_GAUGES,
     WINDOW_FIGURES,
 )
+from .http_series import ActiveKey, HttpSeries, Key
 from .limit_series import LimitSeries
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
 from .prefork import check_directory
@@ -113,6 +114,23 @@ class MultiprocessMirror:
                 cold.inc()
 
         series.add_sink(sink)
+
+    @contained("multiprocess")
+    def http_added(self, http: HttpSeries) -> None:
+        # An absent attribute is an empty label value, which Prometheus drops at ingestion:
+        # the same series as the label-less ones this process's own collector writes.
+        histogram = _histogram("http_duration", http.bounds)
+        active = _gauge("http_active")
+
+        @contained("multiprocess")
+        def duration(key: Key, seconds: float) -> None:
+            histogram.labels(*key).observe(seconds)
+
+        @contained("multiprocess")
+        def started(key: ActiveKey, delta: int) -> None:
+            active.labels(*key).inc(delta)
+
+        http.add_sink(duration, started)
 
     @contained("multiprocess")
     def rejected(self, series: Series, reason: str) -> None:

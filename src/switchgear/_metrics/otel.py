@@ -40,6 +40,7 @@ from .families import (
     WINDOW_FIGURES,
     Family,
 )
+from .http_series import ActiveKey, HttpSeries, Key
 from .limit_series import LimitSeries
 from .pool_series import SCALE_DIRECTIONS, PoolSeries
 from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS, Series
@@ -77,6 +78,15 @@ Callback = Callable[[CallbackOptions], Iterable[Observation]]
 _Named = TypeVar("_Named", PoolSeries, LimitSeries)
 
 
+def _attributes(keys: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str | int]:
+    """The attributes of one HTTP series: absent ones left out, the status code an int."""
+    found: dict[str, str | int] = {}
+    for key, value in zip(keys, values, strict=True):
+        if value:
+            found[key] = int(value) if key == "http.response.status_code" else value
+    return found
+
+
 class Bridge:
     """The switchgear instruments on one meter provider, observing any number of series."""
 
@@ -91,6 +101,9 @@ class Bridge:
         meter = provider.get_meter("switchgear")
         self.duration = _histogram(meter, FAMILIES["duration"])
         self.pool_wait = _histogram(meter, FAMILIES["pool_wait"])
+        self._meter = meter
+        self._http: weakref.WeakSet[HttpSeries] = weakref.WeakSet()
+        self.http_duration: Histogram | None = None  # made with the first HTTP series
         callbacks: dict[str, Callback] = {
             "requests": self._requests,
             "rejected": self._rejected,
@@ -137,6 +150,24 @@ class Bridge:
             return
         store.on_tick(self._poll)
 
+    def add_http(self, store: Store, http: HttpSeries) -> None:
+        """Report the standard HTTP series of ``store`` through this provider."""
+        with self._lock:
+            if self.http_duration is None:
+                # Made on first use: a provider without HTTP middleware shows no HTTP series.
+                self.http_duration = _histogram(self._meter, FAMILIES["http_duration"])
+                family = FAMILIES["http_active"]
+                self._meter.create_observable_up_down_counter(
+                    family.otel_name,
+                    [self._http_active],
+                    unit=family.otel_unit,
+                    description=family.help,
+                )
+            self._http.add(http)
+        if self._poll():
+            return
+        store.on_tick(self._poll)
+
     def _poll(self) -> bool:
         """Wire the histograms if the provider is real now; True once it is."""
         if not self._active:
@@ -146,18 +177,21 @@ class Bridge:
         with self._lock:
             series = list(self._series.values())
             stores = list(self._stores)
+            https = list(self._http)
         for s in series:
             self._wire_series(s)
         for store in stores:
             for pool in store.all_pools():
                 self._wire_pool(pool)
+        for http in https:
+            self._wire_http(http)
         return True
 
     def _pool_added(self, pool: PoolSeries) -> None:
         if self._active:
             self._wire_pool(pool)
 
-    def _claim(self, target: Series | PoolSeries) -> bool:
+    def _claim(self, target: Series | PoolSeries | HttpSeries) -> bool:
         with self._lock:
             if target in self._wired:
                 return False
@@ -175,6 +209,34 @@ class Bridge:
             record(duration, attributes)
 
         series.add_sink(sink)
+
+    def _wire_http(self, http: HttpSeries) -> None:
+        histogram = self.http_duration
+        if histogram is None or not self._claim(http):
+            return
+        record = histogram.record
+        keys = FAMILIES["http_duration"].otel_attributes
+        attributes: dict[Key, dict[str, str | int]] = {}  # bounded: one per series
+
+        @contained("opentelemetry")
+        def sink(key: Key, duration: float) -> None:
+            found = attributes.get(key)
+            if found is None:
+                found = attributes[key] = _attributes(keys, key)
+            record(duration, found)
+
+        http.add_sink(sink)  # active requests are observed at collection (_http_active)
+
+    def _http_active(self, options: CallbackOptions) -> Iterator[Observation]:
+        with self._lock:
+            https = list(self._http)
+        keys = FAMILIES["http_active"].otel_attributes
+        totals: dict[ActiveKey, int] = {}
+        for http in https:
+            for key, n in http.snapshot()[1].items():
+                totals[key] = totals.get(key, 0) + n
+        for key, n in sorted(totals.items()):
+            yield Observation(n, _attributes(keys, key))
 
     def _wire_pool(self, pool: PoolSeries) -> None:
         if not self._claim(pool):

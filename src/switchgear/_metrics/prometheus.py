@@ -20,18 +20,21 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.samples import Sample
+from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
 from .._breaker.breaker import storage_degraded
+from .exemplars import Slot, exemplar_labels
 from .families import (
     FAMILIES,
+    HTTP_LABELS,
     LIMIT_GAUGES,
     LIMIT_RTT_ESTIMATES,
     OVERRIDE_GAUGES,
     POOL_GAUGES,
     WINDOW_FIGURES,
 )
+from .http_series import HttpSeries
 from .pool_series import SCALE_DIRECTIONS
 from .series import BREAKER_STATES, LATENCY_BUCKETS, REJECTION_REASONS
 from .store import Store
@@ -74,6 +77,8 @@ _STATE = FAMILIES["state"].sample_name
 _DEGRADED = FAMILIES["degraded"].sample_name
 _CIRCUIT_TIME = FAMILIES["circuit_time"].sample_name
 _WINDOW = tuple((key, FAMILIES[key].sample_name) for key in WINDOW_FIGURES)
+_HTTP = FAMILIES["http_duration"].name
+_HTTP_ACTIVE = FAMILIES["http_active"].sample_name
 
 _le_cache: dict[tuple[float, ...], tuple[str, ...]] = {}
 
@@ -85,6 +90,18 @@ def bucket_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
         labels = (*(floatToGoString(b) for b in bounds), "+Inf")  # type: ignore[no-untyped-call]
         _le_cache[bounds] = labels
     return labels
+
+
+def _exemplar(slot: Slot) -> Exemplar | None:
+    """The OpenMetrics exemplar of a bucket's slot (None: no traced call landed there)."""
+    if slot is None:
+        return None
+    return Exemplar(exemplar_labels(slot), slot[2], slot[3])
+
+
+def _present(labels: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
+    """The labels whose value is not empty (an absent attribute has no label)."""
+    return {label: value for label, value in zip(labels, values, strict=True) if value}
 
 
 def _buckets(les: tuple[str, ...], counts: Iterable[int]) -> list[tuple[str, float]]:
@@ -137,6 +154,8 @@ class Collector:
         self._series(fam)
         self._pools(fam)
         self._limits(fam)
+        if self._store.http is not None:
+            self._http(fam, self._store.http)
         used, limit = self._store.memory()
         fam.gauges["memory_used"].add_metric([], used)
         if limit > 0:  # no limit: absent, so used / limit yields no data rather than +Inf
@@ -169,11 +188,14 @@ class Collector:
                 rejected.append(Sample(_REJECTED, labels, snap.rejected[reason]))
             cold_starts.append(Sample(_COLD_STARTS, n, snap.cold_starts))
             cumulative = 0
-            for le, count in zip(bucket_labels(series.bounds), snap.counts, strict=True):
+            slots = series.exemplars.slots if series.exemplars is not None else ()
+            for i, (le, count) in enumerate(
+                zip(bucket_labels(series.bounds), snap.counts, strict=True)
+            ):
                 cumulative += count
-                duration.append(
-                    Sample(_DURATION_BUCKET, {"name": name, "le": le}, float(cumulative))
-                )
+                labels = {"name": name, "le": le}
+                traced = _exemplar(slots[i]) if slots else None
+                duration.append(Sample(_DURATION_BUCKET, labels, float(cumulative), None, traced))
             duration.append(Sample(_DURATION_COUNT, n, float(cumulative)))
             duration.append(Sample(_DURATION_SUM, n, snap.latency_sum))
             for (old, new), count in sorted(snap.transitions.items()):
@@ -196,6 +218,25 @@ class Collector:
                     time_samples.append(Sample(_CIRCUIT_TIME, labels, durations.get(s, 0.0)))
             for (samples, sample), value in zip(window, snap.window.figures(), strict=True):
                 samples.append(Sample(sample, n, value))
+
+    def _http(self, fam: _Families, http: HttpSeries) -> None:
+        durations, active = http.snapshot()
+        samples = fam.histograms["http_duration"].samples
+        les = bucket_labels(http.bounds)
+        for key, counts in sorted(durations.items()):
+            labels = _present(HTTP_LABELS, key)
+            slots = http.exemplar_slots(key)
+            cumulative = 0.0
+            for i, le in enumerate(les):
+                cumulative += counts[i]
+                traced = _exemplar(slots[i]) if slots is not None else None
+                bucket = {**labels, "le": le}
+                samples.append(Sample(f"{_HTTP}_bucket", bucket, cumulative, None, traced))
+            samples.append(Sample(f"{_HTTP}_count", labels, cumulative))
+            samples.append(Sample(f"{_HTTP}_sum", labels, counts[-1]))
+        gauge = fam.gauges["http_active"].samples
+        for akey, n in sorted(active.items()):
+            gauge.append(Sample(_HTTP_ACTIVE, _present(HTTP_LABELS[:2], akey), float(n)))
 
     def _pools(self, fam: _Families) -> None:
         les = bucket_labels(LATENCY_BUCKETS)

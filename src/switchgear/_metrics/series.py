@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, Protocol
 from .._breaker.events import TRIP_REASONS, default_reason
 from .._breaker.protocol import counts_transitions
 from .._window import SlidingWindow
+from . import exemplars as ex
 
 __all__ = [
     "AUTOMATIC_TRANSITIONS",
@@ -187,6 +188,8 @@ class Series:
         "bounds",
         "breakers",
         "clock",
+        "exemplars",
+        "exemplars_wanted",
         "lock",
         "manual_actions",
         "name",
@@ -209,6 +212,7 @@ class Series:
         bounds: tuple[float, ...],
         window: float,
         clock: Callable[[], float],
+        exemplars: bool = True,
     ) -> None:
         self.store = store
         self.name = name
@@ -238,6 +242,9 @@ class Series:
         self.breakers: list[weakref.ref[Any]] = []
         self.pools: list[weakref.ref[Any]] = []
         self.pool_override: tuple[int, int, int] | None = None
+        # The latest traced call per bucket; None: exemplars are off (or cannot exist).
+        self.exemplars_wanted = exemplars
+        self.exemplars = ex.Exemplars.create(exemplars, len(bounds) + 1)
         self.record_at: TimedSink = self._make_record()
         record_at = self.record_at
         self.record: Sink = lambda duration, success, cold_start: record_at(
@@ -314,6 +321,8 @@ class Series:
         k_sum = len(bounds) + 1
         k_errors = k_sum + 1
         k_cold = k_sum + 2
+        if self.exemplars is not None:  # the same, plus one call when no span is current
+            return ex.traced_recorder(bounds, local, new_shard, slow_at, slow, self.exemplars)
 
         def record_at(now: float, duration: float, success: bool, cold_start: bool) -> None:
             if now >= slow_at[0]:
@@ -341,7 +350,10 @@ class Series:
         except AttributeError:
             shard = self._new_shard()
         k_sum = len(self.bounds) + 1
-        shard[bisect_left(self.bounds, duration)] += 1
+        i = bisect_left(self.bounds, duration)
+        shard[i] += 1
+        if self.exemplars is not None:
+            self.exemplars.observe(i, duration)
         shard[k_sum] += duration
         if not success:
             shard[k_sum + 1] += 1

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .http_series import HttpSeries
 from .limit_series import LimitSeries
 from .memory import read_memory
 from .pool_series import PoolSeries
@@ -25,6 +26,7 @@ class Mirror(Protocol):
     def tripped(self, series: Series, reason: str) -> None: ...
     def breaker_attached(self, series: Series) -> None: ...
     def pool_added(self, pool: PoolSeries) -> None: ...
+    def http_added(self, http: HttpSeries) -> None: ...
     def pool_waited(self, pool: PoolSeries, wait: float) -> None: ...
     def pool_scaled(self, pool: PoolSeries, direction: str, count: int) -> None: ...
     def refresh(self, store: Store) -> None: ...
@@ -37,6 +39,7 @@ class Store:
         "__weakref__",
         "_next_tick",
         "_tick_hooks",
+        "http",
         "limits",
         "lock",
         "memory_override",
@@ -59,6 +62,8 @@ class Store:
         self._next_tick = float("-inf")
         # Called with each new PoolSeries (OpenTelemetry wires its wait histogram).
         self.pool_hooks: list[Callable[[PoolSeries], None]] = []
+        # The standard HTTP series, created when a middleware first records into this store.
+        self.http: HttpSeries | None = None
 
     def forked(self) -> None:
         """In a forked child: fresh locks; a fork may have caught one held by another thread."""
@@ -69,6 +74,8 @@ class Store:
             pool.forked()
         for limit in self.limits.values():
             limit.forked()
+        if self.http is not None:
+            self.http.forked()
 
     def series_for(
         self,
@@ -76,12 +83,13 @@ class Store:
         bounds: tuple[float, ...],
         window: float,
         clock: Callable[[], float],
+        exemplars: bool = True,
     ) -> Series:
         """The series called ``name``, created on first use; a conflicting one raises."""
         with self.lock:
             series = self.series.get(name)
             if series is None:
-                series = Series(self, name, bounds, window, clock)
+                series = Series(self, name, bounds, window, clock, exemplars)
                 self.series[name] = series
                 if self.mirror is not None:
                     self.mirror.series_added(series)
@@ -101,6 +109,12 @@ class Store:
             raise ValueError(
                 f"clock: metrics {name!r} already exist in this registry with another clock; "
                 "same-named Metrics share one window, so they must share the clock"
+            )
+        if series.exemplars_wanted != exemplars:
+            raise ValueError(
+                f"exemplars: metrics {name!r} already exist in this registry with "
+                f"exemplars={series.exemplars_wanted!r}; same-named Metrics share their "
+                "histogram, so they must agree"
             )
         return series
 
@@ -134,6 +148,19 @@ class Store:
     def all_limits(self) -> list[LimitSeries]:
         with self.lock:
             return list(self.limits.values())
+
+    def http_series(self) -> HttpSeries:
+        """The standard HTTP series of this store, created on first use."""
+        with self.lock:
+            http = self.http
+            if http is None:
+                http = self.http = HttpSeries()
+                created = True
+            else:
+                created = False
+        if created and self.mirror is not None:
+            self.mirror.http_added(http)
+        return http
 
     def all_series(self) -> list[Series]:
         with self.lock:

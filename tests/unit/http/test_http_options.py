@@ -31,6 +31,10 @@ OPTIONS = [
     "ready_path",
     "critical",
     "control_plane",
+    "exclude_methods",
+    "http_metrics",
+    "exemplars",
+    "meter_provider",
     "clock",
 ]
 

@@ -11,6 +11,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoi
 from prometheus_client import CollectorRegistry
 
 import switchgear as sg
+from switchgear._metrics.facade import http_series
 from switchgear._metrics.families import FAMILIES, OVERRIDE_GAUGES, POOL_GAUGES, WINDOW_FIGURES
 from switchgear._metrics.pool_series import PoolGauges
 from switchgear._metrics.series import WindowFigures, WindowSums
@@ -23,7 +24,8 @@ _names = itertools.count()
 
 
 def populated(**options: object) -> tuple[CollectorRegistry, list[object]]:
-    """A Metrics with a breaker, a pool and a measured limit attached and one call recorded.
+    """A Metrics with a breaker, a pool and a measured limit attached and one call recorded,
+    and one HTTP request in the standard HTTP series (another one still active).
 
     Returns what must stay alive while exporting: metrics hold breakers and pools weakly.
     """
@@ -34,6 +36,9 @@ def populated(**options: object) -> tuple[CollectorRegistry, list[object]]:
     m.attach(pool)
     m.record_request(0.01, True)
     pool.acquired(0.002)
+    http = http_series(registry, options.get("meter_provider"))
+    http.active(("GET", "http"), 1)
+    http.record(("GET", "http", "/items/{id}", "200", "1.1", ""), 0.01, False)
     limit = measured_limit(f"families-limit-{next(_names)}", FakeClock())
     m.attach(limit)
     return registry, [m, breaker, pool, limit]
@@ -77,10 +82,10 @@ def test_the_metrics_reference_documents_each_family_with_its_type_and_labels() 
     text = (ROOT / "docs/metrics-reference.md").read_text()
     rows: dict[str, tuple[str, tuple[str, ...]]] = {}
     for line in text.splitlines():
-        if not line.startswith("| [`switchgear_"):
+        if not line.startswith(("| [`switchgear_", "| [`http_server_")):
             continue
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        names = re.findall(r"`(switchgear_\w+)`", cells[0].split("](")[0])
+        names = re.findall(r"`((?:switchgear|http_server)_\w+)`", cells[0].split("](")[0])
         labels = tuple(re.findall(r"`(\w+)`", cells[2]))
         for name in names:
             rows[name] = (cells[1], labels)
@@ -126,10 +131,9 @@ def _rows(text: str, first_cell: str) -> list[list[str]]:
 
 def test_the_opentelemetry_table_lists_each_instrument_with_its_kind_unit_and_name() -> None:
     kinds = {"counter": "observable counter", "gauge": "observable gauge"}
+    text = (ROOT / "docs/metrics.md").read_text()
     table = [
-        row
-        for row in _rows((ROOT / "docs/metrics.md").read_text(), "`switchgear.")
-        if len(row) == 4
+        row for row in _rows(text, "`switchgear.") + _rows(text, "`http.server.") if len(row) == 4
     ]
     rows = {}
     for name, kind, unit, prometheus in table:
@@ -141,7 +145,7 @@ def test_the_opentelemetry_table_lists_each_instrument_with_its_kind_unit_and_na
         )
     expected = {
         f.otel_name: (
-            kinds.get(f.kind, f.kind),
+            "observable up-down counter" if f.key == "http_active" else kinds.get(f.kind, f.kind),
             f.otel_unit,
             f.name if f.kind == "histogram" else f.sample_name,
         )
@@ -152,9 +156,10 @@ def test_the_opentelemetry_table_lists_each_instrument_with_its_kind_unit_and_na
 
 
 def test_the_multiprocess_table_lists_each_gauge_with_its_merge_mode() -> None:
+    text = (ROOT / "docs/metrics.md").read_text()
     rows = {
         name.strip("`"): mode.strip("`")
-        for name, mode, _ in _rows((ROOT / "docs/metrics.md").read_text(), "`switchgear_")
+        for name, mode, _ in _rows(text, "`switchgear_") + _rows(text, "`http_server_")
     }
     assert rows == {f.name: f.merge for f in FAMILIES.values() if f.kind == "gauge"}
 

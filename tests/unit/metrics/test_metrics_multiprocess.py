@@ -52,6 +52,12 @@ WORKER = textwrap.dedent(
     limit = measured_limit("downstream", FakeClock(), rtt=durations[0])
     m.attach(limit)
     limit.acquire()  # one call in flight in each worker
+    from switchgear._metrics.facade import http_series
+    http = http_series(None)
+    http.active(("GET", "http"), 1)  # one request still in flight in each worker
+    for d in durations:
+        http.record(("GET", "http", "/items/{id}", "200", "1.1", ""), d, True)
+    http.record(("GET", "http", "", "503", "1.1", "503"), 0.01, True)
     _metrics_mp.refresh_local()
     print(os.getpid())
     """
@@ -170,6 +176,30 @@ def test_the_files_hold_every_family_of_the_table_with_its_type_and_merge(
     gauges = {f.name: {f.merge} for f in FAMILIES.values() if f.kind == "gauge"}
     assert set(gauges) - optional <= set(merges)
     assert merges == {name: gauges[name] for name in merges}
+
+
+def test_standard_http_series_are_summed_over_workers(
+    two_workers: tuple[Path, int, int],
+) -> None:
+    directory, pid_a, _ = two_workers
+    s = merged(directory)
+    h = "http_server_request_duration_seconds"
+    ok = {
+        "http_request_method": "GET",
+        "url_scheme": "http",
+        "http_route": "/items/{id}",
+        "http_response_status_code": "200",
+        "network_protocol_version": "1.1",
+        "error_type": "",  # absent: Prometheus drops empty labels when it ingests them
+    }
+    assert s[key(f"{h}_count", **ok)] == 7
+    assert s[key(f"{h}_bucket", **ok, le="0.005")] == 3
+    failed = {**ok, "http_route": "", "http_response_status_code": "503", "error_type": "503"}
+    assert s[key(f"{h}_count", **failed)] == 2
+    active = key("http_server_active_requests", http_request_method="GET", url_scheme="http")
+    assert s[active] == 2  # livesum
+    mark_process_dead(pid_a, str(directory))  # type: ignore[no-untyped-call]
+    assert merged(directory)[active] == 1
 
 
 def test_live_gauges_aggregate_and_drop_dead_workers(two_workers: tuple[Path, int, int]) -> None:

@@ -1,0 +1,125 @@
+"""The standard HTTP server series as the middlewares record them. No I/O.
+
+OpenTelemetry's stable HTTP semantic conventions name the attributes; this module decides
+their values, each from a bounded set, so that neither a client (inventing methods) nor an
+app (odd statuses, generated exception classes) can grow the number of series:
+
+* ``http.request.method``: a method the conventions know, else ``_OTHER`` (case-sensitive:
+  ``get`` is not ``GET``);
+* ``url.scheme``: ``http`` or ``https``, else absent; ``network.protocol.version``: ``1.0``,
+  ``1.1``, ``2``, ``3`` (``HTTP/`` stripped), else absent;
+* ``http.route``: the template of the route the request was counted on (the middleware's
+  ``max_routes`` rule: ``<other>`` beyond it); absent when no route matched;
+* ``http.response.status_code``: the status sent (100 to 999), absent when none was;
+* ``error.type``: the status as a string for a ``5xx``; the exception's ``__qualname__``
+  when the app raised before it sent a status (the first 50 distinct names, then
+  ``_OTHER``); absent otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .._metrics.facade import http_series
+from .._metrics.http_series import ActiveKey, HttpSeries, Key
+from .options import HttpOptions, bool_option, meter_provider_option
+
+__all__ = ["KNOWN_METHODS", "Opened", "Standard", "standard_options"]
+
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
+)
+_SCHEMES = frozenset(("http", "https"))
+_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}
+_STATUS = tuple(str(code) for code in range(1000))
+_MAX_ERROR_TYPES = 50
+OTHER = "_OTHER"
+
+#: What a request's start fixed: ``(method, scheme, version)`` and the active requests' key.
+Opened = tuple[str, str, str, ActiveKey]
+
+
+def _version(raw: object) -> str:
+    if type(raw) is not str:
+        return ""
+    if raw[:5].upper() == "HTTP/":
+        raw = raw[5:]
+    return _VERSIONS.get(raw, "")
+
+
+def standard_options(o: HttpOptions, registry: Any) -> tuple[bool, Any, Standard | None]:
+    """``exemplars``, ``meter_provider`` and ``http_metrics`` checked: the first two, and a
+    recorder into ``registry``'s standard series (None with ``http_metrics=False``)."""
+    traced = bool_option("exemplars", o.exemplars)
+    provider = meter_provider_option(o.meter_provider)
+    if not bool_option("http_metrics", o.http_metrics):
+        return traced, provider, None
+    return traced, provider, Standard(http_series(registry, provider), traced)
+
+
+class Standard:
+    """One middleware's recorder into the standard HTTP series of its registry."""
+
+    __slots__ = ("_errors", "_lock", "_opened", "http", "traced")
+
+    def __init__(self, http: HttpSeries, traced: bool) -> None:
+        self.http = http
+        self.traced = traced
+        # (method, scheme, version) as the server gave them -> Opened, for known values only.
+        self._opened: dict[tuple[object, object, object], Opened] = {}
+        self._errors: set[str] = set()
+        self._lock = threading.Lock()
+
+    def open(self, method: object, scheme: object, version: object) -> Opened:
+        """A request starts: count it active; what its recording needs later."""
+        try:
+            opened = self._opened.get((method, scheme, version))
+        except TypeError:  # an unhashable value from a broken server
+            opened = None
+            method = scheme = version = None
+        if opened is None:
+            m = method if type(method) is str and method in KNOWN_METHODS else OTHER
+            s = scheme if type(scheme) is str and scheme in _SCHEMES else ""
+            opened = (m, s, _version(version), (m, s))
+            if m is method and s is scheme and len(self._opened) < 1000:
+                self._opened[(method, scheme, version)] = opened  # bounded: known values
+        self.http.active(opened[3], 1)
+        return opened
+
+    def close(
+        self,
+        opened: Opened,
+        route: str,
+        status: object,
+        raised: object,
+        duration: float,
+        counted: bool,
+    ) -> None:
+        """The request ended: no longer active; recorded unless ``counted`` is False.
+
+        ``route``: the ``http.route`` value ("" = none); ``status``: the status sent (0 =
+        none); ``raised``: the exception the app raised, if any.
+        """
+        self.http.active(opened[3], -1)
+        if not counted:
+            return
+        code = _STATUS[status] if type(status) is int and 100 <= status < 1000 else ""
+        if code:
+            error = code if code[0] == "5" else ""
+        elif isinstance(raised, BaseException):
+            error = self._error_type(raised)
+        else:
+            error = ""
+        key: Key = (opened[0], opened[1], route, code, opened[2], error)
+        self.http.record(key, duration, self.traced)
+
+    def _error_type(self, exc: BaseException) -> str:
+        name = type(exc).__qualname__
+        if name in self._errors:
+            return name
+        with self._lock:
+            if len(self._errors) >= _MAX_ERROR_TYPES or len(name) > 200:
+                return OTHER
+            self._errors.add(name)
+        return name
