@@ -5,7 +5,8 @@ Routes (every one has its own breaker and metrics, keyed by its route template):
 * ``GET /payments/charge`` calls a payment gateway. While ``Faults.payments_failing`` is set
   the gateway answers ``502``: five in a row trip the route's breaker, which then answers
   ``503`` with ``Retry-After`` without calling the app, probes after ``open_timeout`` and
-  closes once the gateway is back.
+  closes once the gateway is back. Its requests also go through an adaptive limit
+  (``payments-gateway``) that follows the gateway's latency and failures.
 * ``GET /inventory/{sku}`` runs a query on a simulated database connection leased from a
   :class:`switchgear.DynamicPool` (``inventory-db``, 2 to 8 connections, autoscaled every
   second). ``Faults.inventory_latency`` is how long a query holds its connection. When no
@@ -42,6 +43,7 @@ __all__ = [
     "INVENTORY_POOL",
     "INVENTORY_ROUTE",
     "METRICS_PATH",
+    "PAYMENTS_LIMIT",
     "PAYMENTS_ROUTE",
     "STATUS_PATH",
     "DemoService",
@@ -57,6 +59,8 @@ PAYMENTS_ROUTE = "GET /payments/charge"
 INVENTORY_ROUTE = "GET /inventory/{sku}"
 #: The pool's name (its ``pool`` label) and the name of the protected query.
 INVENTORY_POOL = "inventory-db"
+#: The adaptive limit of the payment route's calls in flight (its ``name`` label).
+PAYMENTS_LIMIT = "payments-gateway"
 
 ASGIApp = Callable[
     [
@@ -149,6 +153,9 @@ class DemoService:
             max_waiting=64,
         )
         self.query = sg.protected(INVENTORY_POOL, pool=self.pool, resource_arg="conn")(self._query)
+        self.payments_limit = sg.AdaptiveLimit(
+            PAYMENTS_LIMIT, initial_limit=16, min_limit=4, max_limit=64
+        )
         inner = Starlette(
             routes=[
                 Route("/payments/charge", self.charge),
@@ -167,6 +174,9 @@ class DemoService:
                 "open_timeout": open_timeout,
             },
             exclude_paths=("/admin/*",),
+            # The gateway's calls in flight follow its latency and failures (a few shoppers
+            # never reach the limit; failing charges lower it).
+            route_limits={PAYMENTS_ROUTE: self.payments_limit},
         )
         self.app: ASGIApp = self.middleware
 
