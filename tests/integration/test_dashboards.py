@@ -80,7 +80,7 @@ def test_check_command_exits_zero_and_flags_drift(tmp_path: Path) -> None:
     generate.write(tmp_path)
     assert generate.check(tmp_path) == []
     (tmp_path / "grafana/dashboards/switchgear-pools.json").write_text("{}\n")
-    (tmp_path / "alerts/tests/stray.yaml").write_text("tests: []\n")
+    (tmp_path / "grafana/dashboards/stray.json").write_text("{}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "tools.observability", "--check", "--root", str(tmp_path)],
         cwd=ROOT,
@@ -91,7 +91,7 @@ def test_check_command_exits_zero_and_flags_drift(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "grafana/dashboards/switchgear-pools.json" in proc.stdout
-    assert "alerts/tests/stray.yaml" in proc.stdout
+    assert "grafana/dashboards/stray.json" in proc.stdout
 
 
 def test_the_three_dashboards_are_the_generated_ones() -> None:

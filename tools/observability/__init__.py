@@ -3,13 +3,13 @@
 ``python -m tools.observability`` (re)writes:
 
 * ``alerts/switchgear-alerts.yaml`` — alerting and recording rules (:mod:`.rules`);
-* ``alerts/tests/*.yaml`` — promtool unit tests for every alert (:mod:`.rule_tests`);
 * ``grafana/dashboards/*.json`` — overview, breakers and pools dashboards (:mod:`.dashboards`);
 * ``grafana/provisioning/{datasources,dashboards}/switchgear.yaml`` (:mod:`.provisioning`);
 * ``docs/runbooks.md`` and ``docs/dashboards.md`` (:mod:`.docs`).
 
 ``--check`` writes nothing and exits 1 listing stale files. Thresholds live in
-:mod:`.config`; the metric names every query may use in :mod:`.catalog`.
+:mod:`.config`; the metric names every query may use in :mod:`.catalog`. The promtool tests
+in ``alerts/tests/`` are written by hand; :mod:`.testlint` holds them to their structure.
 """
 
 from __future__ import annotations

@@ -79,8 +79,10 @@ def render_runbooks(config: Config = DEFAULT) -> str:
         "",
         "Every threshold, window and duration below comes from `tools/observability/config.py` "
         "(`Config`). To change one, edit it there and run `python -m tools.observability`: the "
-        "rules, their promtool tests (`alerts/tests/`) and this page are regenerated together; "
-        "CI (`python -m tools.observability --check`) fails when committed files are stale. "
+        "rules and this page are regenerated together; CI (`python -m tools.observability "
+        "--check`) fails when committed files are stale. The promtool tests in `alerts/tests/` "
+        "are written by hand, with the literal annotations Prometheus renders: a changed "
+        "threshold or wording fails them until the expectation is edited too. "
         "`promtool test rules alerts/tests/*.yaml` proves each alert fires when it should, not "
         "one evaluation earlier, not on zero traffic or a short spike, and resolves.",
         "",

@@ -8,22 +8,19 @@ from . import provisioning
 from .config import DEFAULT, Config
 from .dashboards import dashboards, filename, render_dashboard
 from .docs import render_dashboards_doc, render_runbooks
-from .rule_tests import unit_test_files
 from .rules import render_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_FILE = "alerts/switchgear-alerts.yaml"
-RULE_TESTS_DIR = "alerts/tests"
 DASHBOARDS_DIR = "grafana/dashboards"
 
 #: Directories whose every file of that suffix is generated: a leftover file is stale too.
-OWNED = ((RULE_TESTS_DIR, ".yaml"), (DASHBOARDS_DIR, ".json"))
+OWNED = ((DASHBOARDS_DIR, ".json"),)
 
 
 def outputs(config: Config = DEFAULT) -> dict[str, str]:
     """Repository-relative path -> content of every generated file."""
     files = {RULES_FILE: render_rules(config)}
-    files |= {f"{RULE_TESTS_DIR}/{name}": text for name, text in unit_test_files(config).items()}
     files |= {f"{DASHBOARDS_DIR}/{filename(d)}": render_dashboard(d) for d in dashboards(config)}
     files["grafana/provisioning/datasources/switchgear.yaml"] = provisioning.datasources()
     files["grafana/provisioning/dashboards/switchgear.yaml"] = provisioning.dashboard_provider()
