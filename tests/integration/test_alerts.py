@@ -202,6 +202,22 @@ def test_every_alert_has_a_runbook_section() -> None:
             assert part in body, (alert.name, part)
 
 
+def test_every_runbook_template_belongs_to_an_alert_and_fills_in() -> None:
+    from tools.observability import runbooks
+
+    names = {a.name for a in alerts()}
+    assert {p.name for p in runbooks.TEMPLATES.glob("*.md")} == {
+        runbooks.template_path(n).name for n in names
+    }
+    for alert in alerts(Config(breaker_open_for=17, rejection_ratio=0.125)):
+        assert "${" not in alert.runbook.text, alert.name
+        assert alert.runbook.text.startswith("**Fires when:** "), alert.name
+        assert alert.runbook.diagnosis, alert.name
+    # the numbers come from the Config: a changed threshold shows in the prose
+    shown = {a.name: a.runbook.text for a in alerts(Config(breaker_open_for=17))}
+    assert "`for: 17s`" in shown["SwitchgearCircuitBreakerOpen"]
+
+
 # --- the catalog against the design and the metrics docs -------------------------------------
 
 

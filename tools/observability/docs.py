@@ -20,8 +20,7 @@ def _dur(seconds: int) -> str:
 
 
 def _alert_section(alert: Alert) -> list[str]:
-    rb = alert.runbook
-    lines = [
+    return [
         f"## {alert.name}",
         "",
         f"**Severity:** `{alert.severity}` · **for:** {_dur(alert.for_)} · "
@@ -33,23 +32,9 @@ def _alert_section(alert: Alert) -> list[str]:
         alert.expr,
         "```",
         "",
-        "### Meaning",
-        "",
-        rb.meaning,
-        "",
-        "### Impact",
-        "",
-        rb.impact,
-        "",
-        "### Diagnosis",
+        alert.runbook.body,
         "",
     ]
-    for caption, query in rb.diagnosis:
-        lines += [f"{caption}:", "", "```promql", query, "```", ""]
-    lines += ["### Mitigation", ""]
-    lines += [f"- {step}" for step in rb.mitigation]
-    lines += ["", "### Thresholds and flapping", "", rb.tuning, ""]
-    return lines
 
 
 def render_runbooks(config: Config = DEFAULT) -> str:
