@@ -3,8 +3,10 @@ they describe, so a threshold in the docs can never disagree with the rule."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import DEFAULT, Config
-from .dashboards import DATASOURCE, Dashboard, dashboards, filename
+from .dashboards import DATASOURCE, Board, dashboards, filename
 from .promql import duration, number
 from .provisioning import DASHBOARDS_PATH
 from .rules import Alert, alerts, recording_rules
@@ -149,7 +151,15 @@ def _record_meaning(record: str, config: Config) -> str:
     return f"executed calls per second over `{window}`"
 
 
-def _dashboard_section(d: Dashboard) -> list[str]:
+def _query_variables(model: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (v["name"], v["query"]["query"])
+        for v in model["templating"]["list"]
+        if v["type"] == "query"
+    ]
+
+
+def _dashboard_section(d: Board) -> list[str]:
     model = d.to_json()
     lines = [
         f"### {d.title}",
@@ -158,7 +168,9 @@ def _dashboard_section(d: Dashboard) -> list[str]:
         "",
         d.description,
         "",
-        "Variables: " + ", ".join(["`datasource`"] + [f"`{v.name}`" for v in d.variables]) + ".",
+        "Variables: "
+        + ", ".join(["`datasource`"] + [f"`{n}`" for n, _ in _query_variables(model)])
+        + ".",
         "",
         "| panel | type | unit | shows |",
         "|---|---|---|---|",
@@ -177,15 +189,16 @@ def render_dashboards_doc(config: Config = DEFAULT) -> str:
     every = dashboards(config)
     variables: dict[tuple[str, str], list[str]] = {}
     for d in every:
-        for v in d.variables:
-            variables.setdefault((v.name, v.query), []).append(d.uid.removeprefix("switchgear-"))
+        for v in _query_variables(d.to_json()):
+            variables.setdefault(v, []).append(d.uid.removeprefix("switchgear-"))
     lines = [
         "# Grafana dashboards",
         "",
         GENERATED,
         "",
-        "Three dashboards ship in `grafana/dashboards/` (Grafana 11 JSON model, "
-        "`schemaVersion` 39; Grafana 11.x and 12.x load them as they are):",
+        "Three dashboards ship in `grafana/dashboards/`, built with Grafana's own SDK "
+        "(`grafana-foundation-sdk` for Grafana 11.6, `schemaVersion` 41; Grafana 11.6 and "
+        "later load them as they are):",
         "",
     ]
     lines += [f"- **{d.title}** (`{filename(d)}`): {d.description}" for d in every]
