@@ -85,6 +85,9 @@ def values(c: Config) -> dict[str, str]:
     lat_ms = f"{c.latency_slo_threshold * 1000:g} ms"
     slow = f"share of calls over {lat_ms}"
     return out | {
+        "error_budget": number(c.error_budget),
+        "error_budget_pct": number(c.error_budget * 100),
+        "page_error_ratio": number(max(w.factor for w in c.fast_burn) * c.error_budget),
         "err_pct": f"{c.error_slo_target * 100:g} %",
         "lat_pct": f"{c.latency_slo_target * 100:g} %",
         "lat_ms": lat_ms,
