@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tools.observability import testlint
 from tools.observability.catalog import METRICS, known_series_names
 from tools.observability.config import DEFAULT, LATENCY_BUCKETS, Config
-from tools.observability.promql import metric_names
 from tools.observability.rules import alerts, recording_rules
 
+from tests import promtool_lint as testlint
 from tests.conftest import require_binary
+from tests.promql_reading import metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "switchgear-alerts.yaml"

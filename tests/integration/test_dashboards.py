@@ -20,11 +20,11 @@ from tools.observability.dashboards import (
     substitute,
     variable_queries,
 )
-from tools.observability.promql import metric_names, ranges, selectors
 from tools.observability.rules import alerts, recording_rules
 from tools.observability.yamlout import dump
 
 from tests.conftest import require_binary
+from tests.promql_reading import metric_names, ranges, selectors
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"

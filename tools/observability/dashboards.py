@@ -58,10 +58,6 @@ def dashboards(config: Config = DEFAULT) -> list[Board]:
     return [Board(load(name, values)) for name in NAMES]
 
 
-def filename(board: Board) -> str:
-    return board.filename
-
-
 def render_dashboard(board: Board) -> str:
     return json.dumps(board.model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

@@ -81,28 +81,17 @@ class Alert:
 # --- recording rules -----------------------------------------------------------------------
 
 
-def requests_rate_record(window: int) -> str:
-    return f"job_name:switchgear_requests:rate{duration(window)}"
+def _record(name: str) -> Callable[[int], str]:
+    """The recording rule ``job_name:<name><window>`` for a window in seconds."""
+    return lambda window: f"job_name:{name}{duration(window)}"
 
 
-def rejected_rate_record(window: int) -> str:
-    return f"job_name:switchgear_rejected:rate{duration(window)}"
-
-
-def calls_rate_record(window: int) -> str:
-    return f"job_name:switchgear_calls:rate{duration(window)}"
-
-
-def rejected_ratio_record(window: int) -> str:
-    return f"job_name:switchgear_rejected:ratio_rate{duration(window)}"
-
-
-def error_ratio_record(window: int) -> str:
-    return f"job_name:switchgear_request_errors:ratio_rate{duration(window)}"
-
-
-def slow_ratio_record(window: int) -> str:
-    return f"job_name:switchgear_requests_slow:ratio_rate{duration(window)}"
+requests_rate_record = _record("switchgear_requests:rate")
+rejected_rate_record = _record("switchgear_rejected:rate")
+calls_rate_record = _record("switchgear_calls:rate")
+rejected_ratio_record = _record("switchgear_rejected:ratio_rate")
+error_ratio_record = _record("switchgear_request_errors:ratio_rate")
+slow_ratio_record = _record("switchgear_requests_slow:ratio_rate")
 
 
 def _sum_rate(by: str, metric: str, window: int, *matchers: str) -> str:
@@ -407,10 +396,6 @@ def alerts(config: Config = DEFAULT) -> list[Alert]:
         for group, make in GROUPS
         for a in make(config)
     ]
-
-
-def alert_names(config: Config = DEFAULT) -> list[str]:
-    return [a.name for a in alerts(config)]
 
 
 def rule_groups(config: Config = DEFAULT) -> list[dict[str, Yaml]]:
