@@ -20,11 +20,11 @@ from tools.observability.dashboards import (
     substitute,
     variable_queries,
 )
-from tools.observability.promql import metric_names, ranges, selectors
 from tools.observability.rules import alerts, recording_rules
 from tools.observability.yamlout import dump
 
 from tests.conftest import require_binary
+from tests.promql_reading import metric_names, ranges, selectors
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
@@ -80,7 +80,7 @@ def test_check_command_exits_zero_and_flags_drift(tmp_path: Path) -> None:
     generate.write(tmp_path)
     assert generate.check(tmp_path) == []
     (tmp_path / "grafana/dashboards/switchgear-pools.json").write_text("{}\n")
-    (tmp_path / "alerts/tests/stray.yaml").write_text("tests: []\n")
+    (tmp_path / "grafana/dashboards/stray.json").write_text("{}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "tools.observability", "--check", "--root", str(tmp_path)],
         cwd=ROOT,
@@ -91,7 +91,7 @@ def test_check_command_exits_zero_and_flags_drift(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "grafana/dashboards/switchgear-pools.json" in proc.stdout
-    assert "alerts/tests/stray.yaml" in proc.stdout
+    assert "grafana/dashboards/stray.json" in proc.stdout
 
 
 def test_the_three_dashboards_are_the_generated_ones() -> None:
@@ -263,6 +263,7 @@ def test_provisioning_example() -> None:
     prov = (ROOT / "grafana/provisioning/dashboards/switchgear.yaml").read_text(encoding="utf-8")
     assert "type: file" in prov
     assert "path: /var/lib/grafana/dashboards/switchgear" in prov
-    yaml = pytest.importorskip("yaml")  # optional: PyYAML is not a dependency
+    import yaml
+
     assert yaml.safe_load(ds)["datasources"][0]["type"] == "prometheus"
     assert yaml.safe_load(prov)["providers"][0]["type"] == "file"

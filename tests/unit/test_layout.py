@@ -63,3 +63,23 @@ def test_no_function_over_the_limit_but_documented_fast_paths() -> None:
             if lines > FUNCTION_LINES and name not in allowed:
                 long[f"{path.relative_to(SOURCE)}:{name}"] = lines
     assert not long, f"functions over {FUNCTION_LINES} lines: {long}"
+
+
+TOOLS = ROOT / "tools"
+#: The generator of the dashboards, rules and docs stays a fraction of the library's size.
+TOOLS_LINES = 1_800
+
+
+def test_tools_stay_small() -> None:
+    sizes = {
+        str(p.relative_to(TOOLS)): len(p.read_text().splitlines()) for p in TOOLS.rglob("*.py")
+    }
+    assert sum(sizes.values()) <= TOOLS_LINES, sizes
+    assert not {k: n for k, n in sizes.items() if n > MODULE_LINES}
+    long = {
+        f"{path}:{name}": (node.end_lineno or node.lineno) - node.lineno + 1
+        for path in sizes
+        for name, node in functions(ast.parse((TOOLS / path).read_text()))
+        if (node.end_lineno or node.lineno) - node.lineno + 1 > FUNCTION_LINES
+    }
+    assert not long, f"functions over {FUNCTION_LINES} lines: {long}"

@@ -6,25 +6,19 @@ from pathlib import Path
 
 from . import provisioning
 from .config import DEFAULT, Config
-from .dashboards import dashboards, filename, render_dashboard
+from .dashboards import dashboards, render_dashboard
 from .docs import render_dashboards_doc, render_runbooks
-from .rule_tests import unit_test_files
 from .rules import render_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_FILE = "alerts/switchgear-alerts.yaml"
-RULE_TESTS_DIR = "alerts/tests"
 DASHBOARDS_DIR = "grafana/dashboards"
-
-#: Directories whose every file of that suffix is generated: a leftover file is stale too.
-OWNED = ((RULE_TESTS_DIR, ".yaml"), (DASHBOARDS_DIR, ".json"))
 
 
 def outputs(config: Config = DEFAULT) -> dict[str, str]:
     """Repository-relative path -> content of every generated file."""
     files = {RULES_FILE: render_rules(config)}
-    files |= {f"{RULE_TESTS_DIR}/{name}": text for name, text in unit_test_files(config).items()}
-    files |= {f"{DASHBOARDS_DIR}/{filename(d)}": render_dashboard(d) for d in dashboards(config)}
+    files |= {f"{DASHBOARDS_DIR}/{d.filename}": render_dashboard(d) for d in dashboards(config)}
     files["grafana/provisioning/datasources/switchgear.yaml"] = provisioning.datasources()
     files["grafana/provisioning/dashboards/switchgear.yaml"] = provisioning.dashboard_provider()
     files["docs/runbooks.md"] = render_runbooks(config)
@@ -33,15 +27,9 @@ def outputs(config: Config = DEFAULT) -> dict[str, str]:
 
 
 def _leftovers(root: Path, expected: dict[str, str]) -> list[str]:
-    extra = []
-    for directory, suffix in OWNED:
-        base = root / directory
-        if base.is_dir():
-            for path in sorted(base.glob(f"*{suffix}")):
-                rel = path.relative_to(root).as_posix()
-                if rel not in expected:
-                    extra.append(rel)
-    return extra
+    """Dashboards on disk that are not generated (every JSON file there is)."""
+    found = sorted(p.relative_to(root).as_posix() for p in root.glob(f"{DASHBOARDS_DIR}/*.json"))
+    return [rel for rel in found if rel not in expected]
 
 
 def check(root: Path = ROOT, config: Config = DEFAULT) -> list[str]:
