@@ -202,9 +202,11 @@ def test_queries_use_rate_interval_and_the_variables(name: str) -> None:
             base = sel.name.removesuffix("_bucket").removesuffix("_count")
             assert base in CATALOG, f"unknown metric {sel.name!r} in {expr!r}"
             labels = metric(base).labels
-            for var in ("name", "pool"):
-                if var in labels and var in defined:
-                    assert f'{var}=~"${var}"' in sel.matchers, (expr, var)
+            for label in ("name", "pool"):
+                # An adaptive limit's series are named by the limit: the $limit variable.
+                var = "limit" if label == "name" and base.startswith("switchgear_limit_") else label
+                if label in labels and var in defined:
+                    assert f'{label}=~"${var}"' in sel.matchers, (expr, var)
 
 
 def test_every_metric_name_exists() -> None:

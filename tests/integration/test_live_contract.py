@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 import pytest
-from examples.demo.app import INVENTORY_POOL, INVENTORY_ROUTE, PAYMENTS_ROUTE
+from examples.demo.app import INVENTORY_POOL, INVENTORY_ROUTE, PAYMENTS_LIMIT, PAYMENTS_ROUTE
 from examples.demo.load import BackgroundLoad
 from tools.dashboard_pictures import render_all
 from tools.observability import (
@@ -529,6 +529,7 @@ def test_every_variable_query_returns_the_expected_values(
         "instance": {campaign.instance},
         "pool": {INVENTORY_POOL},
         "name": {PAYMENTS_ROUTE, INVENTORY_ROUTE, INVENTORY_POOL},
+        "limit": {PAYMENTS_LIMIT},
     }
     for var in variable_queries():
         selector = substitute(var.selector, chosen[var.dashboard_uid], RATE_INTERVAL)

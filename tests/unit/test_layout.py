@@ -66,8 +66,9 @@ def test_no_function_over_the_limit_but_documented_fast_paths() -> None:
 
 
 TOOLS = ROOT / "tools"
-#: The generator of the dashboards, rules and docs stays a fraction of the library's size.
-TOOLS_LINES = 1_800
+#: The generator of the dashboards, rules and docs stays a fraction of the library's size:
+#: about 1,800 lines, with room for an alert or a board option more (about 20 lines each).
+TOOLS_LINES = 1_850
 
 
 def test_tools_stay_small() -> None:

@@ -101,6 +101,9 @@ class Config:
     pool_thrash_window: int = 30 * MINUTE
     pool_thrash_events: int = 6
     pool_thrash_keep_firing_for: int = 15 * MINUTE
+    limit_floor_window: int = 10 * MINUTE
+    limit_floor_for: int = 5 * MINUTE
+    limit_floor_keep_firing_for: int = 5 * MINUTE
 
     # --- runtime ------------------------------------------------------------------------
     memory_ratio: float = 0.9

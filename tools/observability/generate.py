@@ -32,29 +32,28 @@ def _leftovers(root: Path, expected: dict[str, str]) -> list[str]:
     return [rel for rel in found if rel not in expected]
 
 
+def _stale(root: Path, expected: dict[str, str]) -> list[str]:
+    """Paths that are missing or differ from ``expected``."""
+    return [
+        rel
+        for rel, text in expected.items()
+        if not (root / rel).is_file() or (root / rel).read_text(encoding="utf-8") != text
+    ]
+
+
 def check(root: Path = ROOT, config: Config = DEFAULT) -> list[str]:
     """Paths that are missing, differ from a fresh generation, or should not exist."""
     expected = outputs(config)
-    stale = []
-    for rel, text in expected.items():
-        path = root / rel
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            stale.append(rel)
-    return stale + _leftovers(root, expected)
+    return _stale(root, expected) + _leftovers(root, expected)
 
 
 def write(root: Path = ROOT, config: Config = DEFAULT) -> list[str]:
     """Write every generated file; remove leftovers; return the paths that changed."""
     expected = outputs(config)
-    changed = []
-    for rel, text in expected.items():
-        path = root / rel
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8", newline="\n")
-        changed.append(rel)
-    for rel in _leftovers(root, expected):
+    stale, leftovers = _stale(root, expected), _leftovers(root, expected)
+    for rel in stale:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(expected[rel], encoding="utf-8", newline="\n")
+    for rel in leftovers:
         (root / rel).unlink()
-        changed.append(rel)
-    return changed
+    return stale + leftovers

@@ -60,6 +60,7 @@ VARIABLES = {
     "name": ("name", "Name", f"label_values(switchgear_requests_total{_SCOPED}, name)"),
     "breaker": ("name", "Breaker", f"label_values(switchgear_circuit_state{_SCOPED}, name)"),
     "pool": ("pool", "Pool", f"label_values(switchgear_pool_size{_SCOPED}, pool)"),
+    "limit": ("limit", "Limit", f"label_values(switchgear_limit_current{_SCOPED}, name)"),
 }
 
 _TRIPS = 'switchgear_circuit_trips_total{job=~"$job", instance=~"$instance", name=~"$name"}'

@@ -381,10 +381,30 @@ def runtime_alerts(c: Config) -> list[Alert]:
 
 
 #: Rule groups in file order, each with the function that makes its alerts.
+def limit_alerts(c: Config) -> list[Alert]:
+    window = duration(c.limit_floor_window)
+    return [
+        Alert(
+            "SwitchgearAdaptiveLimitAtMinimum",
+            f"max_over_time(switchgear_limit_current[{window}]) <= switchgear_limit_min\n"
+            "and\nswitchgear_limit_min < switchgear_limit_max\nand\n"
+            f"max_over_time(switchgear_limit_in_flight[{window}]) >= switchgear_limit_min",
+            "warning",
+            "An adaptive limit is held at its minimum and calls fill it.",
+            "Adaptive limit {{ $labels.name }} on {{ $labels.instance }} ({{ $labels.job }}) "
+            "has allowed no more than its minimum of {{ $value | humanize }} calls in flight "
+            f"for {duration(c.limit_floor_window + c.limit_floor_for)}, and calls filled it.",
+            c.limit_floor_for,
+            c.limit_floor_keep_firing_for,
+        ),
+    ]
+
+
 GROUPS: tuple[tuple[str, Callable[[Config], list[Alert]]], ...] = (
     ("switchgear-breakers", breaker_alerts),
     ("switchgear-slo", slo_alerts),
     ("switchgear-pools", pool_alerts),
+    ("switchgear-limits", limit_alerts),
     ("switchgear-runtime", runtime_alerts),
 )
 
