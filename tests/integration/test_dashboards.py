@@ -192,7 +192,7 @@ def test_queries_use_rate_interval_and_the_variables(name: str) -> None:
     defined = {v["name"] for v in model["templating"]["list"]}
     for expr in _exprs(model):
         assert ranges(expr) == ["$__rate_interval"] * len(RATE_FUNCTIONS.findall(expr)), expr
-        for used in re.findall(r"\$\{?(\w+)\}?", expr):
+        for used in re.findall(r"\$\{?([A-Za-z_]\w*)\}?", expr):  # ${1}: a regex group
             assert used == "__rate_interval" or used in defined, (expr, used)
         for sel in selectors(expr):
             if sel.name == "ALERTS":

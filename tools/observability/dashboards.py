@@ -167,4 +167,5 @@ def substitute(
         name = match.group("braced") or match.group("plain")
         return rate_interval if name == "__rate_interval" else chosen.get(name, ".+")
 
-    return re.sub(r"\$(?:\{(?P<braced>\w+)\}|(?P<plain>\w+))", one, expr)
+    # ``${1}`` is a label_replace group, not a variable.
+    return re.sub(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)\}|(?P<plain>[A-Za-z_]\w*))", one, expr)

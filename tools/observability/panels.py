@@ -81,6 +81,8 @@ def _target(spec: Spec, ref_id: str) -> prometheus.Dataquery:
         .expr(spec["expr"]).format(pm.PromQueryFormat(spec.get("format", "time_series")))
         .legend_format(spec.get("legend", "__auto")).ref_id(ref_id)
     )  # fmt: skip
+    if spec.get("exemplar"):  # Grafana draws the exemplars of the buckets (trace links)
+        query.exemplar(True)
     return query.instant() if spec.get("instant") else query.range()
 
 
@@ -201,7 +203,17 @@ OPTIONS: dict[str, tuple[type[Any], set[str], int, int, Callable[[Any, Spec], No
     "table": (table.Panel, {"organize"}, 12, 8, _table),
     "state-timeline": (statetimeline.Panel, {"states"}, 12, 8, _state_timeline),
 }  # fmt: skip
-_COMMON = {"unit", "description", "width", "expr", "legend", "instant", "format", "targets"}
+_COMMON = {
+    "unit",
+    "description",
+    "width",
+    "expr",
+    "legend",
+    "instant",
+    "format",
+    "targets",
+    "exemplar",
+}
 
 
 def panel(spec: Spec, panel_id: int) -> Any:
@@ -222,7 +234,9 @@ def panel(spec: Spec, panel_id: int) -> Any:
 def load(name: str, values: Mapping[str, str]) -> JSON:
     """A board file with its ``${placeholders}`` filled in."""
     text = (BOARDS / f"{name}.yaml").read_text(encoding="utf-8")
-    board: JSON = yaml.safe_load(re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text))
+    board: JSON = yaml.safe_load(
+        re.sub(r"\$\{([A-Za-z_]\w*)\}", lambda m: values[m.group(1)], text)
+    )
     return board
 
 

@@ -31,13 +31,18 @@ def datasources() -> str:
                         # = the scrape interval; $__rate_interval is derived from it
                         "timeInterval": "15s",
                         "httpMethod": "POST",
+                        # an exemplar's trace_id opens in the tracing datasource of this uid
+                        "exemplarTraceIdDestinations": [
+                            {"name": "trace_id", "datasourceUid": "tempo"}
+                        ],
                     },
                 }
             ],
         },
         header=_HEADER.format(what="datasource")
         + "\nSet url to your Prometheus and timeInterval to its scrape interval"
-        + "\n($__rate_interval is computed from it).",
+        + "\n($__rate_interval is computed from it), and datasourceUid to your tracing"
+        + "\ndatasource's uid (where an exemplar's trace opens).",
     )
 
 
