@@ -71,31 +71,33 @@ def standard_options(o: HttpOptions, registry: Any) -> tuple[bool, Any, Standard
 class Standard:
     """One middleware's recorder into the standard HTTP series of its registry."""
 
-    __slots__ = ("_errors", "_lock", "_opened", "_values", "http", "traced")
+    __slots__ = ("_errors", "_lock", "_start", "_values", "http", "traced")
 
     def __init__(self, http: HttpSeries, traced: bool) -> None:
         self.http = http
         self.traced = traced
-        # (method, scheme, version) as the server gave them -> Opened, for known values only.
-        self._opened: dict[tuple[object, object, object], Opened] = {}
+        self._start = http.start  # bound once: called on every request
         # The attribute values -> their one Opened (bounded: each value from a bounded set).
         self._values: dict[tuple[str, str, str], Opened] = {}
         self._errors: set[str] = set()
         self._lock = threading.Lock()
 
     def open(self, method: object, scheme: object, version: object) -> Opened:
-        """A request starts: count it active; what its recording needs later."""
+        """A request starts: count it active; what its recording needs later.
+
+        ``(method, scheme, version)`` as the server gave them is the start key: seen before
+        on this thread, it is one lookup (``HttpSeries.start``).
+        """
         try:
-            opened = self._opened.get((method, scheme, version))
+            opened: Opened | None = self._start((method, scheme, version))
         except TypeError:  # an unhashable value from a broken server
             opened = None
             method = scheme = version = None
         if opened is None:
-            opened = self._resolve(method, scheme, version)
-        self.http.active(opened.active, 1)
+            opened = self._open_new(method, scheme, version)
         return opened
 
-    def _resolve(self, method: object, scheme: object, version: object) -> Opened:
+    def _open_new(self, method: object, scheme: object, version: object) -> Opened:
         m = method if type(method) is str and method in KNOWN_METHODS else OTHER
         s = scheme if type(scheme) is str and scheme in _SCHEMES else ""
         values = (m, s, _version(version))
@@ -103,8 +105,9 @@ class Standard:
             opened = self._values.get(values)
             if opened is None:
                 opened = self._values[values] = Opened(*values)
-            if m is method and s is scheme and len(self._opened) < 1000:
-                self._opened[(method, scheme, version)] = opened  # bounded: known values
+        # Remembered for known values only (bounded), as the server gave them.
+        start = (method, scheme, version) if m is method and s is scheme else None
+        self.http.start_new(start, opened.active, opened)
         return opened
 
     def close(

@@ -10,14 +10,16 @@ Like :class:`~switchgear._metrics.series.Series`, counts live in per-thread shar
 per thread, one writer each) summed at scrape time: recording takes no lock. Exemplars are
 kept per series and bucket, shared by all threads (a slot is replaced whole).
 
-A middleware's request goes through :meth:`HttpSeries.active` when it starts and
-:meth:`HttpSeries.ended` (or :meth:`HttpSeries.ended_new`) when it is recorded. A recorded
+A middleware's request goes through :meth:`HttpSeries.start` (or
+:meth:`HttpSeries.start_new`) when it starts and :meth:`HttpSeries.ended` (or
+:meth:`HttpSeries.ended_new`) when it is recorded. A recorded
 request stops being active without a second count: the scrape subtracts the requests of
 those histograms from the active ones (``active = started - ended``), so the end of a
-request is one histogram update. Its key is also remembered per thread under a short
-request key of the middleware's choosing (its attribute values as the middleware knew them
-when the request ended), so a request like one seen before on the thread finds its counts
-in one lookup.
+request is one histogram update. Both ends are remembered per thread under short keys of
+the middleware's choosing (the values it has at hand: at the start, as the server gave them;
+at the end, the start's values, the route and the status), so a request like one seen
+before on the thread starts with one lookup and one count, and ends with one lookup and one
+bucket.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import threading
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Hashable
+from typing import Any
 
 from . import exemplars as ex
 from .series import LATENCY_BUCKETS
@@ -39,12 +42,31 @@ ActiveKey = tuple[str, str]
 
 # What a request key (see ended) stands for on one thread: its counts, its key, its active key.
 _Known = tuple[list[float], Key, ActiveKey]
+
+
+class _Started:
+    """What a start key (see :meth:`HttpSeries.start`) stands for on one thread: the requests
+    started under it, their active key, and the caller's value for it."""
+
+    __slots__ = ("akey", "n", "value")
+
+    def __init__(self, akey: ActiveKey, value: Any) -> None:
+        self.akey = akey
+        self.value = value
+        self.n = 1
+
+
 # One thread's counts: per key, the bucket counts (+Inf last) then the sum, as recorded by
-# record(); active requests (ended ones included); the histograms of ended requests, whose
-# counts are still in the active ones; the request keys known on this thread.
+# record(); active requests by active(); the histograms of ended requests, whose counts are
+# still in the active ones; the request keys known on this thread; its start keys.
 _Shard = tuple[
-    dict[Key, list[float]], dict[ActiveKey, int], dict[Key, list[float]], dict[Hashable, _Known]
+    dict[Key, list[float]],
+    dict[ActiveKey, int],
+    dict[Key, list[float]],
+    dict[Hashable, _Known],
+    dict[Hashable, _Started],
 ]
+_MAX_STARTS = 1000  # start keys remembered per thread
 
 
 class _Owner:
@@ -77,7 +99,7 @@ class HttpSeries:
         self._local = threading.local()
         self._shards: list[_Shard] = []
         self._dead: list[_Shard] = []
-        self._retired: _Shard = ({}, {}, {}, {})
+        self._retired: _Shard = ({}, {}, {}, {}, {})
         self._current = ex.context_probe()
         self.exemplars: dict[Key, list[ex.Slot]] = {}
         # Copies of every event (the multiprocess files, an OpenTelemetry SDK).
@@ -92,7 +114,7 @@ class HttpSeries:
         try:
             shard: _Shard = self._local.shard
         except AttributeError:
-            shard = ({}, {}, {}, {})
+            shard = ({}, {}, {}, {}, {})
             owner = _Owner()
             with self.lock:
                 self._shards.append(shard)
@@ -118,6 +140,41 @@ class HttpSeries:
         if self.sinks:
             for sink in self.sinks:
                 sink(key, duration)
+
+    def start(self, request: Hashable) -> Any:
+        """A request starts under a start key seen on this thread before: counted active;
+        the value :meth:`start_new` was given for it. None (nothing done) when unknown: then
+        :meth:`start_new` is the call.
+
+        The fast path of a request's start: one lookup, one count.
+        """
+        try:
+            started = self._local.shard[4].get(request)
+        except AttributeError:
+            return None
+        if started is None:
+            return None
+        started.n += 1
+        if self.active_sinks:
+            for sink in self.active_sinks:
+                sink(started.akey, 1)
+        return started.value
+
+    def start_new(self, request: Hashable | None, akey: ActiveKey, value: Any) -> None:
+        """A request starts, active under ``akey``; ``request``, if not None, is its start key
+        and ``value`` what :meth:`start` returns for it on this thread from now on."""
+        try:
+            shard = self._local.shard
+        except AttributeError:
+            shard = self._shard()
+        starts = shard[4]
+        if request is not None and len(starts) < _MAX_STARTS:
+            starts[request] = _Started(akey, value)
+            if self.active_sinks:
+                for sink in self.active_sinks:
+                    sink(akey, 1)
+        else:
+            self.active(akey, 1)
 
     def ended(self, request: Hashable, duration: float, traced: bool) -> bool:
         """A request counted by ``active(..., 1)`` ended and is recorded under the key that
@@ -223,7 +280,7 @@ class HttpSeries:
                 self._shards = [s for s in self._shards if s is not shard]
             durations: dict[Key, list[float]] = {}
             active: dict[ActiveKey, int] = {}
-            total: _Shard = (durations, active, {}, {})
+            total: _Shard = (durations, active, {}, {}, {})
             _add(total, self._retired)
             for shard in self._shards:
                 _add(total, shard)
@@ -251,3 +308,5 @@ def _add(total: _Shard, shard: _Shard) -> None:
     for key, counts in list(shard[2].items()):
         akey = (key[0], key[1])
         active[akey] = active.get(akey, 0) - int(sum(counts[:-1]))
+    for started in list(shard[4].values()):
+        active[started.akey] = active.get(started.akey, 0) + started.n
