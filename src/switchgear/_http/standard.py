@@ -36,8 +36,18 @@ _STATUS = tuple(str(code) for code in range(1000))
 _MAX_ERROR_TYPES = 50
 OTHER = "_OTHER"
 
-#: What a request's start fixed: ``(method, scheme, version)`` and the active requests' key.
-Opened = tuple[str, str, str, ActiveKey]
+
+class Opened:
+    """What a request's start fixed: its method, scheme and version. A recorder has one
+    object per set of values, so the object stands for them (by identity, see ``close``)."""
+
+    __slots__ = ("active", "method", "scheme", "version")
+
+    def __init__(self, method: str, scheme: str, version: str) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.version = version
+        self.active: ActiveKey = (method, scheme)
 
 
 def _version(raw: object) -> str:
@@ -61,30 +71,43 @@ def standard_options(o: HttpOptions, registry: Any) -> tuple[bool, Any, Standard
 class Standard:
     """One middleware's recorder into the standard HTTP series of its registry."""
 
-    __slots__ = ("_errors", "_lock", "_opened", "http", "traced")
+    __slots__ = ("_errors", "_lock", "_start", "_values", "http", "traced")
 
     def __init__(self, http: HttpSeries, traced: bool) -> None:
         self.http = http
         self.traced = traced
-        # (method, scheme, version) as the server gave them -> Opened, for known values only.
-        self._opened: dict[tuple[object, object, object], Opened] = {}
+        self._start = http.start  # bound once: called on every request
+        # The attribute values -> their one Opened (bounded: each value from a bounded set).
+        self._values: dict[tuple[str, str, str], Opened] = {}
         self._errors: set[str] = set()
         self._lock = threading.Lock()
 
     def open(self, method: object, scheme: object, version: object) -> Opened:
-        """A request starts: count it active; what its recording needs later."""
+        """A request starts: count it active; what its recording needs later.
+
+        ``(method, scheme, version)`` as the server gave them is the start key: seen before
+        on this thread, it is one lookup (``HttpSeries.start``).
+        """
         try:
-            opened = self._opened.get((method, scheme, version))
+            opened: Opened | None = self._start((method, scheme, version))
         except TypeError:  # an unhashable value from a broken server
             opened = None
             method = scheme = version = None
         if opened is None:
-            m = method if type(method) is str and method in KNOWN_METHODS else OTHER
-            s = scheme if type(scheme) is str and scheme in _SCHEMES else ""
-            opened = (m, s, _version(version), (m, s))
-            if m is method and s is scheme and len(self._opened) < 1000:
-                self._opened[(method, scheme, version)] = opened  # bounded: known values
-        self.http.active(opened[3], 1)
+            opened = self._open_new(method, scheme, version)
+        return opened
+
+    def _open_new(self, method: object, scheme: object, version: object) -> Opened:
+        m = method if type(method) is str and method in KNOWN_METHODS else OTHER
+        s = scheme if type(scheme) is str and scheme in _SCHEMES else ""
+        values = (m, s, _version(version))
+        with self._lock:
+            opened = self._values.get(values)
+            if opened is None:
+                opened = self._values[values] = Opened(*values)
+        # Remembered for known values only (bounded), as the server gave them.
+        start = (method, scheme, version) if m is method and s is scheme else None
+        self.http.start_new(start, opened.active, opened)
         return opened
 
     def close(
@@ -100,19 +123,28 @@ class Standard:
 
         ``route``: the ``http.route`` value ("" = none); ``status``: the status sent (0 =
         none); ``raised``: the exception the app raised, if any.
+
+        A status sent fixes the key: ``(opened, route, status)`` stands for it, so a request
+        like one recorded before on this thread is one lookup (``HttpSeries.ended``).
         """
-        self.http.active(opened[3], -1)
         if not counted:
+            self.http.active(opened.active, -1)
             return
-        code = _STATUS[status] if type(status) is int and 100 <= status < 1000 else ""
+        if type(status) is not int:
+            status = 0
+        elif self.http.ended((opened, route, status), duration, self.traced):
+            return
+        code = _STATUS[status] if 100 <= status < 1000 else ""
         if code:
             error = code if code[0] == "5" else ""
         elif isinstance(raised, BaseException):
             error = self._error_type(raised)
         else:
             error = ""
-        key: Key = (opened[0], opened[1], route, code, opened[2], error)
-        self.http.record(key, duration, self.traced)
+        key: Key = (opened.method, opened.scheme, route, code, opened.version, error)
+        # Without a status, the error (the exception raised) is part of the key too.
+        request = (opened, route, status) if code else None
+        self.http.ended_new(request, key, duration, self.traced)
 
     def _error_type(self, exc: BaseException) -> str:
         name = type(exc).__qualname__
