@@ -166,10 +166,7 @@ def live_metrics(registry: CollectorRegistry | None = None) -> list[Metrics]:
     store = _store_for(registry)
     views = []
     for series in sorted(store.all_series(), key=lambda s: s.name):
-        view = Metrics.__new__(Metrics)
-        view.name = series.name
-        view._bind(store, series)
-        views.append(view)
+        views.append(Metrics.over(store, series))
     return views
 
 
@@ -316,6 +313,15 @@ class Metrics:
         store = _store_for(registry)
         self._bind(store, store.series_for(self.name, bounds, span, clock, exemplars))
         bridge.add(store, self.series)
+
+    @classmethod
+    def over(cls, store: Store, series: Series) -> Metrics:
+        """A view onto ``series`` of ``store`` as it is (its buckets, window and clock):
+        nothing checked, nothing registered. What :func:`live_metrics` returns."""
+        view = cls.__new__(cls)
+        view.name = series.name
+        view._bind(store, series)
+        return view
 
     def _bind(self, store: Store, series: Series) -> None:
         self._store = store

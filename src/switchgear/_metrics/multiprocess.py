@@ -93,6 +93,10 @@ class MultiprocessMirror:
         # Time-in-state is a counter here: remember what was already added per breaker.
         self._time_seen: dict[tuple[str, str], tuple[int, float]] = {}
 
+    def forked(self) -> None:
+        """In a forked child: a fresh lock (the parent's refresher may have held it)."""
+        self._lock = threading.Lock()
+
     # -- events ------------------------------------------------------------------------------
 
     @contained("multiprocess")
@@ -283,10 +287,7 @@ def _after_fork() -> None:
     global _lock
     _lock = threading.Lock()
     if _store is not None:
-        _store.forked()
-        mirror = _store.mirror
-        if isinstance(mirror, MultiprocessMirror):
-            mirror._lock = threading.Lock()  # the parent's refresher may have held it
+        _store.forked()  # the mirror's lock too (see MultiprocessMirror.forked)
         _start_thread()
 
 

@@ -30,6 +30,7 @@ class Mirror(Protocol):
     def pool_waited(self, pool: PoolSeries, wait: float) -> None: ...
     def pool_scaled(self, pool: PoolSeries, direction: str, count: int) -> None: ...
     def refresh(self, store: Store) -> None: ...
+    def forked(self) -> None: ...
 
 
 class Store:
@@ -76,6 +77,8 @@ class Store:
             limit.forked()
         if self.http is not None:
             self.http.forked()
+        if self.mirror is not None:
+            self.mirror.forked()
 
     def series_for(
         self,
