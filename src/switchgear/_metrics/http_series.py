@@ -25,13 +25,12 @@ bucket.
 from __future__ import annotations
 
 import threading
-import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import exemplars as ex
-from .series import LATENCY_BUCKETS
+from .series import LATENCY_BUCKETS, adopt_shard
 
 __all__ = ["ActiveKey", "HttpSeries", "Key"]
 
@@ -67,12 +66,6 @@ _Shard = tuple[
     dict[Hashable, _Started],
 ]
 _MAX_STARTS = 1000  # start keys remembered per thread
-
-
-class _Owner:
-    """Lives in a thread's local storage; its death (thread exit) retires the thread's shard."""
-
-    __slots__ = ("__weakref__",)
 
 
 class HttpSeries:
@@ -114,14 +107,9 @@ class HttpSeries:
         try:
             shard: _Shard = self._local.shard
         except AttributeError:
-            shard = ({}, {}, {}, {}, {})
-            owner = _Owner()
-            with self.lock:
-                self._shards.append(shard)
-            # See Series._new_shard: the finalizer takes no lock and holds the list only.
-            weakref.finalize(owner, self._dead.append, shard).atexit = False
-            self._local.shard = shard
-            self._local.owner = owner
+            shard = adopt_shard(
+                self._local, ({}, {}, {}, {}, {}), self._shards, self._dead, self.lock
+            )
         return shard
 
     # -- recording ---------------------------------------------------------------------------

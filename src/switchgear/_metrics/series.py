@@ -22,7 +22,8 @@ import threading
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from .._breaker.events import TRIP_REASONS, default_reason
 from .._breaker.protocol import counts_transitions
@@ -40,6 +41,7 @@ __all__ = [
     "SeriesSnapshot",
     "WindowFigures",
     "WindowSums",
+    "adopt_shard",
     "per_call",
 ]
 
@@ -155,10 +157,37 @@ class SeriesSnapshot(NamedTuple):
         return sum(self.counts)
 
 
+_S = TypeVar("_S")
+
+
 class _Owner:
     """Lives in a thread's local storage; its death (thread exit) retires the thread's shard."""
 
     __slots__ = ("__weakref__",)
+
+
+def adopt_shard(
+    local: threading.local,
+    shard: _S,
+    shards: list[_S],
+    dead: list[_S],
+    lock: AbstractContextManager[Any],
+) -> _S:
+    """Make ``shard`` this thread's (``local.shard``), listed in ``shards`` under ``lock``.
+
+    When the thread ends, the shard joins ``dead``, folded in by the next reader. The
+    finalizer holds the list, not the series: a thread that never ends (the main one) must
+    not keep the series alive. It takes no lock (``list.append`` is atomic): it runs at any
+    point of any thread, also in a forked child while the interpreter discards the threads
+    that did not survive the fork, whose locks stay held.
+    """
+    owner = _Owner()
+    with lock:
+        shards.append(shard)
+    weakref.finalize(owner, dead.append, shard).atexit = False
+    local.shard = shard
+    local.owner = owner
+    return shard
 
 
 class Series:
@@ -266,19 +295,7 @@ class Series:
 
     def _new_shard(self) -> list[float]:
         """This thread's shard, created on its first call."""
-        shard = self._empty_shard()
-        owner = _Owner()
-        with self.lock:
-            self._shards.append(shard)
-        # When the thread ends, its shard joins ``_dead``, folded in by the next reader. The
-        # finalizer holds the list, not the series: a thread that never ends (the main one)
-        # must not keep the series alive. It takes no lock (``list.append`` is atomic): it
-        # runs at any point of any thread, also in a forked child while the interpreter
-        # discards the threads that did not survive the fork, whose locks stay held.
-        weakref.finalize(owner, self._dead.append, shard).atexit = False
-        self._local.shard = shard
-        self._local.owner = owner
-        return shard
+        return adopt_shard(self._local, self._empty_shard(), self._shards, self._dead, self.lock)
 
     def _aggregate(self) -> list[float]:
         """The sum of every shard. Caller holds the lock."""
