@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -87,6 +87,19 @@ def callable_(name: str, value: object) -> Callable[..., Any]:
 def optional_callable(name: str, value: object) -> Callable[..., Any] | None:
     """Like :func:`callable_`, but ``None`` passes through."""
     return None if value is None else callable_(name, value)
+
+
+def collection(name: str, value: object, what: str, alternative: str = "") -> Iterable[Any]:
+    """Return ``value`` if it is a collection (of ``what``); a lone string is refused, since
+    iterating it would take each character for an item. ``alternative``: what else the
+    argument may be, for the message."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        other = f" or {alternative}" if alternative else ""
+        raise TypeError(
+            f"{name} must be a collection of {what} (a lone string is not){other}, "
+            f"not {type(value).__name__}"
+        )
+    return value
 
 
 def name(argname: str, value: object) -> str:

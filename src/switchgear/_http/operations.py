@@ -24,12 +24,13 @@ import html
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from .. import _validate as v
 from .._breaker.breaker import CircuitBreaker
 from .._breaker.protocol import BreakerState
 from .._breaker.registry import breakers
@@ -95,12 +96,7 @@ def critical_option(value: object) -> Callable[[str], bool]:
     """``critical``: breaker names (a collection of strings) or a predicate over a name."""
     if callable(value):
         return value
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(
-            "critical must be a collection of breaker names (a lone string is not) or a "
-            f"callable taking a name, not {type(value).__name__}"
-        )
-    names = frozenset(value)
+    names = frozenset(v.collection("critical", value, "breaker names", "a callable taking a name"))
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"critical names must be strings, not {type(name).__name__}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from .. import _validate as v
 from .._breaker.breaker import CircuitBreaker
 from .._limit.limiter import AdaptiveLimit
 from .._pool.pool import DynamicPool
@@ -96,11 +97,8 @@ def exclude_option(
 ) -> tuple[frozenset[str], tuple[str, ...], tuple[re.Pattern[str], ...]]:
     """``exclude_paths`` as (exact paths, prefixes, patterns); an item ending in ``*`` is a
     prefix, a compiled regular expression a pattern the whole path must match."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(
-            "exclude_paths must be a collection of path strings or compiled regular "
-            f"expressions (a lone string is not), not {type(value).__name__}"
-        )
+    what = "path strings or compiled regular expressions"
+    value = v.collection("exclude_paths", value, what)
     exact: set[str] = set()
     prefixes: list[str] = []
     patterns: list[re.Pattern[str]] = []
@@ -126,12 +124,7 @@ def exclude_option(
 
 def methods_option(value: object) -> frozenset[str]:
     """``exclude_methods``: a collection of method names, as clients send them (``OPTIONS``)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(
-            "exclude_methods must be a collection of method names (a lone string is not), "
-            f"not {type(value).__name__}"
-        )
-    methods = frozenset(value)
+    methods = frozenset(v.collection("exclude_methods", value, "method names"))
     for item in methods:
         if not isinstance(item, str) or not item or any(c.isspace() for c in item):
             raise ValueError(f"exclude_methods items must be method names, got {item!r}")
