@@ -89,6 +89,13 @@ def optional_callable(name: str, value: object) -> Callable[..., Any] | None:
     return None if value is None else callable_(name, value)
 
 
+def boolean(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool, nothing else (``1`` is not ``True`` here)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
 def collection(name: str, value: object, what: str, alternative: str = "") -> Iterable[Any]:
     """Return ``value`` if it is a collection (of ``what``); a lone string is refused, since
     iterating it would take each character for an item. ``alternative``: what else the

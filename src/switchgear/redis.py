@@ -127,8 +127,7 @@ class RedisStorage(_Storage):
         op_timeout = v.seconds("timeout", timeout)
         if op_timeout > 30.0:
             raise ValueError(f"timeout must be <= 30 seconds, got {op_timeout!r}")
-        if not isinstance(push, bool):
-            raise TypeError(f"push must be a bool, not {type(push).__name__}")
+        v.boolean("push", push)
         ttl = v.seconds("key_ttl", key_ttl)
         if ttl < 1.0:
             raise ValueError(f"key_ttl must be >= 1 second, got {ttl!r}")

@@ -400,7 +400,7 @@ class CircuitBreaker:
         In HALF_OPEN it returns the oldest trial permit. ``duration`` (seconds), when given,
         feeds the slow-call rule.
         """
-        if not isinstance(success, bool):
+        if not isinstance(success, bool):  # inline: record() is called per result
             raise TypeError(f"success must be a bool, not {type(success).__name__}")
         elapsed = 0.0 if duration is None else v.seconds("duration", duration, allow_zero=True)
         self._machine.record_result(SUCCESS if success else FAILURE, elapsed)

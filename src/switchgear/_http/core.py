@@ -49,6 +49,7 @@ from .._metrics.facade import (
 )
 from .._metrics.prefork import check_server
 from .._pool.pool import DynamicPool
+from .._protected_fast import limit_steps
 from .auth import Auth, Headers, make_auth
 from .endpoints import (
     Response,
@@ -118,11 +119,7 @@ class HttpCore:
         self.status_path = path_option("status_path", status_path)
         if self.metrics_path is not None and self.metrics_path == self.status_path:
             raise ValueError("metrics_path and status_path must differ")
-        if not isinstance(breaker_per_route, bool):
-            raise TypeError(
-                f"breaker_per_route must be a bool, not {type(breaker_per_route).__name__}"
-            )
-        self.breaker_per_route = breaker_per_route
+        self.breaker_per_route = v.boolean("breaker_per_route", breaker_per_route)
         self.failure_status: Callable[[Any], object] = v.callable_("failure_status", failure_status)
         self.breaker_options = breaker_options_(breaker_options, self.clock)
         self.route_breaker_options = route_breaker_options_(
@@ -136,6 +133,7 @@ class HttpCore:
             raise TypeError(f"pool must be a switchgear.DynamicPool, not {type(pool).__name__}")
         self.pool: DynamicPool[Any] | None = pool
         self.limit, self.route_limits = limits_option(o.limit, o.route_limits, pool, METHODS)
+        self.settle_limit = None if self.limit is None else limit_steps(self.limit, self.clock)[1]
         self.exclude_exact, self.exclude_prefixes, self.patterns = exclude_option(exclude_paths)
         self.exclude_methods = methods_option(o.exclude_methods)
         self.auth: Auth | None = make_auth(endpoint_auth)
@@ -199,10 +197,8 @@ class HttpCore:
         ready_path = path_option("ready_path", o.ready_path)
         if ready_path is not None and ready_path in (self.metrics_path, self.status_path):
             raise ValueError("ready_path must differ from metrics_path and status_path")
-        if not isinstance(o.control_plane, bool):
-            raise TypeError(f"control_plane must be a bool, not {type(o.control_plane).__name__}")
         control = None
-        if o.control_plane:
+        if v.boolean("control_plane", o.control_plane):
             if self.auth is None:
                 raise ValueError(
                     "control_plane=True needs endpoint_auth: anyone who can reach the app "
@@ -242,12 +238,14 @@ class HttpCore:
             except CircuitOpenError as exc:
                 return self.circuit_rejection(route, exc)
         limit = route.limit if route is not None else self.limit
-        if limit is not None:
-            try:
-                limit.acquire()
-            except LimitExceededError as exc:
-                return self.refusal(route, breaker, token, exc)
-        return ticket(self, route, breaker, token, method, path, limit)
+        if limit is None:
+            return ticket(self, route, breaker, token, method, path)
+        try:
+            limit.acquire()
+        except LimitExceededError as exc:
+            return self.refusal(route, breaker, token, exc)
+        settle = route.settle_limit if route is not None else self.settle_limit
+        return ticket(self, route, breaker, token, method, path, limit, settle)
 
     def circuit_rejection(self, route: Route | None, exc: CircuitOpenError) -> Response:
         """Count a breaker rejection; the ``503`` answer (with ``Retry-After``) to send."""

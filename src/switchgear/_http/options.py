@@ -24,7 +24,6 @@ from .auth import Headers
 
 __all__ = [
     "HttpOptions",
-    "bool_option",
     "breaker_options",
     "default_failure_status",
     "exclude_option",
@@ -129,13 +128,6 @@ def methods_option(value: object) -> frozenset[str]:
         if not isinstance(item, str) or not item or any(c.isspace() for c in item):
             raise ValueError(f"exclude_methods items must be method names, got {item!r}")
     return methods
-
-
-def bool_option(name: str, value: object) -> bool:
-    """A bool, nothing else (``1`` is not ``True`` here)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return value
 
 
 def meter_provider_option(value: object) -> Any:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .. import _validate as v
 from .._metrics.facade import http_series
 from .._metrics.http_series import ActiveKey, HttpSeries, Key
-from .options import HttpOptions, bool_option, meter_provider_option
+from .options import HttpOptions, meter_provider_option
 
 __all__ = ["KNOWN_METHODS", "Opened", "Standard", "standard_options"]
 
@@ -61,9 +62,9 @@ def _version(raw: object) -> str:
 def standard_options(o: HttpOptions, registry: Any) -> tuple[bool, Any, Standard | None]:
     """``exemplars``, ``meter_provider`` and ``http_metrics`` checked: the first two, and a
     recorder into ``registry``'s standard series (None with ``http_metrics=False``)."""
-    traced = bool_option("exemplars", o.exemplars)
+    traced = v.boolean("exemplars", o.exemplars)
     provider = meter_provider_option(o.meter_provider)
-    if not bool_option("http_metrics", o.http_metrics):
+    if not v.boolean("http_metrics", o.http_metrics):
         return traced, provider, None
     return traced, provider, Standard(http_series(registry, provider), traced)
 

@@ -22,6 +22,7 @@ from .._limit.limiter import AdaptiveLimit
 from .._metrics.facade import Metrics
 from .._metrics.series import TimedSink
 from .._pool.pool import MISSING, DynamicPool
+from .._protected_fast import limit_steps
 from .endpoints import Response
 from .log import log_once
 from .routes import OTHER, EndpointIndex
@@ -46,6 +47,7 @@ class Route:
         "metrics",
         "record",
         "reject",
+        "settle_limit",
         "template",
     )
 
@@ -61,6 +63,8 @@ class Route:
     ) -> None:
         self.key = key
         self.limit = limit  # the concurrency limit its requests go through, if any
+        # How a finished request settles that limit (the rule @protected uses too).
+        self.settle_limit = None if limit is None else limit_steps(limit, clock)[1]
         self.method = method
         self.template = template
         # ``http.route`` in the standard series: none when no route matched (<unmatched>).
@@ -138,6 +142,7 @@ class Ticket:
         "path",
         "resource",
         "route",
+        "settle_limit",
         "start",
         "token",
     )
@@ -151,12 +156,14 @@ class Ticket:
         method: str,
         path: str,
         limit: AdaptiveLimit | None = None,
+        settle_limit: Callable[[float, float, int], None] | None = None,
     ) -> None:
         self.core = core
         self.route = route  # the route learned for this path, if any
         self.breaker = breaker  # the breaker that admitted it (route's or global), if any
         self.token = token
         self.limit = limit  # the concurrency limit that admitted it, if any
+        self.settle_limit = settle_limit  # how the request's end settles that limit
         self.method = method
         self.path = path
         self.resource: Any = MISSING  # no pool, or not leased yet
@@ -209,7 +216,7 @@ class Ticket:
         """Free the limit's slot without telling it anything (the request did not run)."""
         limit = self.limit
         if limit is not None:
-            self.limit = None
+            self.limit = self.settle_limit = None
             limit.cancel()
 
     # -- the recording rule -------------------------------------------------------------------
@@ -252,14 +259,11 @@ class Ticket:
         duration = now - self.start
         route = self.route
         try:
-            limit = self.limit
-            if limit is not None:
+            settle = self.settle_limit
+            if settle is not None:
                 # What the limit learns from: how long the request took and whether it
                 # failed; a request that did not finish or was refused inside tells nothing.
-                if counted and rejected is None:
-                    limit.release(duration, outcome == FAILURE)
-                else:
-                    limit.cancel()
+                settle(now, duration, outcome if counted and rejected is None else NEUTRAL)
             if (
                 route is not None
                 and counted

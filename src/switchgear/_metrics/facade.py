@@ -282,8 +282,7 @@ class Metrics:
         exemplars: bool = True,
     ) -> None:
         self.name = v.name("name", name)
-        if not isinstance(exemplars, bool):
-            raise TypeError(f"exemplars must be a bool, not {type(exemplars).__name__}")
+        v.boolean("exemplars", exemplars)
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise TypeError(
                 "registry must be a prometheus_client.CollectorRegistry or None, "
