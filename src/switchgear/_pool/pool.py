@@ -181,7 +181,7 @@ class DynamicPool(Generic[T]):
         # give_back(resource) -> bool: release() returning False, not raising, for a resource
         # not leased; the core's own method, so the return every request makes pays no wrapper.
         self.give_back: Callable[[T], bool] = core.give_back
-        self._release: Callable[[T, bool], bool] = lambda resource, failed: core.give_back(resource)
+        self._release: Callable[[T, bool], bool] | None = None  # unbounded: give_back itself
         if isinstance(self._bound, BoundLeases):  # its take and returns replace the plain ones
             paths = self._bound.paths(self.take, core.give_back, MISSING)
             self.take, self._release, self.give_back = paths  # type: ignore[method-assign]
@@ -429,7 +429,8 @@ class DynamicPool(Generic[T]):
         itself on failures). Raises ``ValueError`` for an object this pool did not hand out or
         that is already idle (a double release).
         """
-        if not self._release(resource, failed):
+        release = self._release
+        if not (self._core.give_back(resource) if release is None else release(resource, failed)):
             with self._core.lock:
                 twice = any(r is resource for r in self._core.idle)
             what = "was released twice" if twice else "was not acquired from this pool"
