@@ -2,13 +2,18 @@
 
 The same tiny app as ``bench_http`` (Starlette for ASGI, Flask for WSGI: one route
 ``/items/{id}``) is called directly, bare, in the middleware, and in the middleware with a
-bulkhead pool, and without the standard HTTP series and exemplar support (what those add),
-alternating variants round by round. Each figure is the median over rounds
-of microseconds per request. Without a server's own work around it, a difference of a
-fraction of a microsecond shows, where ``bench_http``'s server CPU per request moves by
-about 2 µs between runs on a shared machine.
+bulkhead pool, and without the standard HTTP series and exemplar support (what those add).
+A third table runs the WSGI middleware around a minimal WSGI app (no framework): what the
+middleware's own code costs when a framework's work does not crowd it out of the CPU's
+caches between requests.
 
-Run:  .venv/bin/python -m benchmarks.bench_request_cost [--rounds 7] [--requests 20000]
+Rounds are many and short (2,000 requests), and the variants' order alternates from round to
+round, so a slow spell of the shared machine lands on every variant alike. Each figure is the
+median over rounds of microseconds per request. Without a server's own work around it, a
+difference of a fraction of a microsecond shows, where ``bench_http``'s server CPU per
+request moves by several microseconds between runs on a shared machine.
+
+Run:  .venv/bin/python -m benchmarks.bench_request_cost [--rounds 40] [--requests 2000]
 """
 
 from __future__ import annotations
@@ -96,25 +101,38 @@ def asgi_variants() -> dict[str, Variant]:
     return {name: variant(target) for name, target in apps.items()}
 
 
-def wsgi_variants() -> dict[str, Variant]:
-    def app() -> Any:
-        flask = Flask("bench")
-        flask.add_url_rule("/items/<id>", "item", lambda id: {"id": id})
-        return flask
+def flask_app() -> Any:
+    flask = Flask("bench")
+    flask.add_url_rule("/items/<id>", "item", lambda id: {"id": id})
+    return flask.wsgi_app
 
+
+def minimal_app() -> Any:
+    """A WSGI app with no framework: names its route itself and answers a fixed body."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["switchgear.route"] = "/items/{id}"
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "9")])
+        return [b'{"id": 1}']
+
+    return app
+
+
+def wsgi_variants(app: Callable[[], Any] = flask_app, full: bool = True) -> dict[str, Variant]:
     apps = {
-        "bare": app().wsgi_app,
-        "switchgear": WSGIMiddleware(app().wsgi_app, registry=CollectorRegistry()),
+        "bare": app(),
+        "switchgear": WSGIMiddleware(app(), registry=CollectorRegistry()),
         "switchgear, standard series off": WSGIMiddleware(
-            app().wsgi_app, registry=CollectorRegistry(), http_metrics=False, exemplars=False
-        ),
-        "switchgear + pool": WSGIMiddleware(
-            app().wsgi_app, registry=CollectorRegistry(), pool=_pool("wsgi-cost")
-        ),
-        "switchgear + limit": WSGIMiddleware(
-            app().wsgi_app, registry=CollectorRegistry(), limit=_limit("wsgi-cost")
+            app(), registry=CollectorRegistry(), http_metrics=False, exemplars=False
         ),
     }
+    if full:
+        apps["switchgear + pool"] = WSGIMiddleware(
+            app(), registry=CollectorRegistry(), pool=_pool("wsgi-cost")
+        )
+        apps["switchgear + limit"] = WSGIMiddleware(
+            app(), registry=CollectorRegistry(), limit=_limit("wsgi-cost")
+        )
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
         return None
@@ -152,31 +170,35 @@ def wsgi_variants() -> dict[str, Variant]:
 
 def measure(variants: dict[str, Variant], rounds: int, n: int) -> dict[str, list[float]]:
     for run in variants.values():
-        run(n // 10)  # warm-up: routes learned, caches filled
-    results: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            results[name].append(run(n) / n * 1e6)
+        run(n)  # warm-up: routes learned, caches filled
+    names = list(variants)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names if i % 2 == 0 else reversed(names):
+            results[name].append(variants[name](n) / n * 1e6)
     return results
 
 
 def table(title: str, results: dict[str, list[float]]) -> str:
-    bare = statistics.median(results["bare"])
+    def median(name: str) -> float:
+        return statistics.median(results[name])
+
+    bare = median("bare")
     lines = [
         f"| {title} | µs/request (median) | rounds min–max | added vs bare |",
         "|---|---:|---:|---:|",
     ]
     for name, values in results.items():
-        median = statistics.median(values)
         lines.append(
-            f"| {name} | {median:.2f} | {min(values):.2f}–{max(values):.2f} | "
-            f"{median - bare:+.2f} |"
+            f"| {name} | {median(name):.2f} | {min(values):.2f}–{max(values):.2f} | "
+            f"{median(name) - bare:+.2f} |"
         )
-    plain = statistics.median(results["switchgear"])
-    pooled = statistics.median(results["switchgear + pool"])
-    limited = statistics.median(results["switchgear + limit"])
-    lines.append(f"\npool adds {pooled - plain:+.2f} µs per request to switchgear (bar: <= 3)")
-    lines.append(f"an adaptive limit adds {limited - plain:+.2f} µs per request to switchgear")
+    plain = median("switchgear")
+    series = plain - median("switchgear, standard series off")
+    lines.append(f"\nthe standard HTTP series and exemplars add {series:+.2f} µs (bar: <= 1.5)")
+    if "switchgear + pool" in results:
+        lines.append(f"pool adds {median('switchgear + pool') - plain:+.2f} µs (bar: <= 3)")
+        lines.append(f"an adaptive limit adds {median('switchgear + limit') - plain:+.2f} µs")
     return "\n".join(lines)
 
 
@@ -184,14 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--requests", type=int, default=20_000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--requests", type=int, default=2_000, help="requests per round")
     args = parser.parse_args(argv)
     print(f"# request cost — Python {platform.python_version()} on {platform.machine()}")
     print(f"rounds={args.rounds} requests/round={args.requests}\n")
     print(table("ASGI (Starlette)", measure(asgi_variants(), args.rounds, args.requests)))
     print()
     print(table("WSGI (Flask)", measure(wsgi_variants(), args.rounds, args.requests)))
+    print()
+    minimal = wsgi_variants(minimal_app, full=False)
+    print(table("WSGI (a minimal app)", measure(minimal, args.rounds, args.requests)))
     return 0
 
 

@@ -70,35 +70,35 @@ def standard_options(o: HttpOptions, registry: Any) -> tuple[bool, Any, Standard
 
 
 class Standard:
-    """One middleware's recorder into the standard HTTP series of its registry."""
+    """One middleware's recorder into the standard HTTP series of its registry.
 
-    __slots__ = ("_errors", "_lock", "_start", "_values", "http", "traced")
+    A request is recorded in two halves, each with a fast path for what its thread has seen
+    before (the series' own lookups, ``HttpSeries.start`` and ``HttpSeries.ended``, bound
+    here once; the middleware's ticket calls them directly):
+
+    * its start: ``start((method, scheme, version))``, the values as the server gave them
+      (the start key), counts it active and returns its :class:`Opened`; None when the key
+      is new to the thread (nothing done): then :meth:`open_new` is the call;
+    * its end: ``ended((opened, route, status), duration, traced)`` records it when a
+      request of that end key was recorded on this thread before; False otherwise (nothing
+      done): then :meth:`close_new` is the call.
+    """
+
+    __slots__ = ("_errors", "_lock", "_values", "ended", "http", "start", "traced")
 
     def __init__(self, http: HttpSeries, traced: bool) -> None:
         self.http = http
         self.traced = traced
-        self._start = http.start  # bound once: called on every request
+        self.start = http.start
+        self.ended = http.ended
         # The attribute values -> their one Opened (bounded: each value from a bounded set).
         self._values: dict[tuple[str, str, str], Opened] = {}
         self._errors: set[str] = set()
         self._lock = threading.Lock()
 
-    def open(self, method: object, scheme: object, version: object) -> Opened:
-        """A request starts: count it active; what its recording needs later.
-
-        ``(method, scheme, version)`` as the server gave them is the start key: seen before
-        on this thread, it is one lookup (``HttpSeries.start``).
-        """
-        try:
-            opened: Opened | None = self._start((method, scheme, version))
-        except TypeError:  # an unhashable value from a broken server
-            opened = None
-            method = scheme = version = None
-        if opened is None:
-            opened = self._open_new(method, scheme, version)
-        return opened
-
-    def _open_new(self, method: object, scheme: object, version: object) -> Opened:
+    def open_new(self, method: object, scheme: object, version: object) -> Opened:
+        """A request whose start key ``start`` did not know starts: count it active; what
+        its recording needs later. The key is remembered for known values only."""
         m = method if type(method) is str and method in KNOWN_METHODS else OTHER
         s = scheme if type(scheme) is str and scheme in _SCHEMES else ""
         values = (m, s, _version(version))
@@ -106,12 +106,13 @@ class Standard:
             opened = self._values.get(values)
             if opened is None:
                 opened = self._values[values] = Opened(*values)
-        # Remembered for known values only (bounded), as the server gave them.
-        start = (method, scheme, version) if m is method and s is scheme else None
+        # Remembered for known values only (bounded, hashable), as the server gave them.
+        known = m is method and s is scheme and (version is None or type(version) is str)
+        start = (method, scheme, version) if known else None
         self.http.start_new(start, opened.active, opened)
         return opened
 
-    def close(
+    def close_new(
         self,
         opened: Opened,
         route: str,
@@ -120,21 +121,18 @@ class Standard:
         duration: float,
         counted: bool,
     ) -> None:
-        """The request ended: no longer active; recorded unless ``counted`` is False.
+        """A request whose end ``ended`` did not record ended: no longer active; recorded
+        unless ``counted`` is False.
 
         ``route``: the ``http.route`` value ("" = none); ``status``: the status sent (0 =
-        none); ``raised``: the exception the app raised, if any.
-
-        A status sent fixes the key: ``(opened, route, status)`` stands for it, so a request
-        like one recorded before on this thread is one lookup (``HttpSeries.ended``).
+        none); ``raised``: the exception the app raised, if any. A status sent fixes the
+        key: ``(opened, route, status)`` then stands for it on this thread (see ``ended``).
         """
         if not counted:
             self.http.active(opened.active, -1)
             return
         if type(status) is not int:
             status = 0
-        elif self.http.ended((opened, route, status), duration, self.traced):
-            return
         code = _STATUS[status] if 100 <= status < 1000 else ""
         if code:
             error = code if code[0] == "5" else ""

@@ -173,12 +173,20 @@ class Ticket:
         self.opened: Opened | None = None  # counted active in the standard series
 
     def started(self, method: object, scheme: object, version: object) -> None:
-        """The app is about to run: start the clock, count the request active."""
-        self.start = self.core.clock()
-        standard = self.core.standard
+        """The app is about to run: start the clock, count the request active in the
+        standard HTTP series (the values as the server gave them)."""
+        core = self.core
+        self.start = core.clock()
+        standard = core.standard
         if standard is not None:
             try:
-                self.opened = standard.open(method, scheme, version)
+                # The fast path: a start key this thread has seen is one lookup and one
+                # count; a new (or unhashable) one goes through the whole rule.
+                try:
+                    opened = standard.start((method, scheme, version))
+                except TypeError:
+                    opened = None
+                self.opened = opened or standard.open_new(method, scheme, version)
             except Exception:
                 log_once("record", "switchgear: recording an HTTP request failed")
 
@@ -312,11 +320,17 @@ class Ticket:
                 )
             opened = self.opened
             if opened is not None:
-                self.opened = None
                 standard = core.standard
                 assert standard is not None
                 label = counted_on.http_route if counted_on is not None else ""
-                standard.close(opened, label, status, raised, duration, counted)
+                # The fast path: an end key recorded on this thread before is one lookup
+                # and one bucket; else (not counted, an odd status) the whole rule.
+                if not (
+                    counted
+                    and type(status) is int
+                    and standard.ended((opened, label, status), duration, standard.traced)
+                ):
+                    standard.close_new(opened, label, status, raised, duration, counted)
         except Exception:
             log_once("record", "switchgear: recording an HTTP request failed")
 

@@ -98,16 +98,13 @@ class _Exchange(Ticket):
         self._result: Iterable[bytes] | None = None
         self._app_iter: Iterator[bytes] | None = None
 
-    def begin(self, environ: Environ, start_response: StartResponse) -> None:
-        """The app is about to run: remember the request and start the clock."""
+    def begin(self, environ: Environ, start_response: StartResponse, method: object) -> None:
+        """The app is about to run: remember the request and start the clock (``method``:
+        ``REQUEST_METHOD`` as already read)."""
         self._environ = environ
         self._script_name = environ.get("SCRIPT_NAME", "")
         self._start_response = start_response
-        self.started(
-            environ.get("REQUEST_METHOD"),
-            environ.get("wsgi.url_scheme"),
-            environ.get("SERVER_PROTOCOL"),
-        )
+        self.started(method, environ.get("wsgi.url_scheme"), environ.get("SERVER_PROTOCOL"))
 
     # -- start_response ----------------------------------------------------------------
 
@@ -356,7 +353,7 @@ class WSGIMiddleware(HttpMiddlewareBase[WSGIApp]):
                 x.abandon()
                 raise
             x.lease(resource, cold)
-        x.begin(environ, start_response)
+        x.begin(environ, start_response, raw_method)
         try:
             result = self.app(environ, x.start_response)
         except BaseException as exc:

@@ -252,3 +252,55 @@ def test_ten_thousand_paths_and_twenty_statuses_stay_bounded() -> None:
     assert len({labels["http_response_status_code"] for labels in series}) == 21  # 20 + 404
     assert len(series) <= len(routes_seen) * 2 * 21
     assert all(not label.startswith("/unknown/") for label in routes_seen if label)
+
+
+def test_odd_server_values_are_recorded_bounded_and_every_time() -> None:
+    """Values a broken or unusual server gives (an unhashable protocol, an unknown scheme, a
+    lower-case method, ever-new protocol strings) are recorded as absent or ``_OTHER``, on
+    every request alike, and leave no request counted active."""
+    registry = CollectorRegistry()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["switchgear.route"] = "/thing"
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    middleware = WSGIMiddleware(app, registry=registry)
+    odd = [
+        ("GET", "http", ["HTTP", "1.1"]),  # unhashable
+        ("GET", "gopher", "HTTP/1.1"),
+        ("get", "http", "HTTP/1.1"),
+        *(("GET", "https", f"HTTP/9.{i}") for i in range(300)),
+    ]
+    for method, scheme, protocol in odd * 2:
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": "/thing",
+            "SERVER_PROTOCOL": protocol,
+            "wsgi.url_scheme": scheme,
+        }
+        body = middleware(environ, lambda status, headers, exc_info=None: None)
+        assert list(body) == [b"ok"]
+        getattr(body, "close", lambda: None)()
+
+    counts: Counter[tuple[str, str, str]] = Counter()
+    active = 0.0
+    for family in registry.collect():
+        for s in family.samples:
+            if s.name == "http_server_request_duration_seconds_count":
+                labels = s.labels
+                key = (
+                    labels["http_request_method"],
+                    labels.get("url_scheme", ""),
+                    labels.get("network_protocol_version", ""),
+                )
+                counts[key] += int(s.value)
+            elif s.name == "http_server_active_requests":
+                active += s.value
+    assert counts == {
+        ("GET", "http", ""): 2,
+        ("GET", "", "1.1"): 2,
+        ("_OTHER", "http", "1.1"): 2,
+        ("GET", "https", ""): 600,
+    }
+    assert active == 0
