@@ -164,9 +164,9 @@ def live_metrics(registry: CollectorRegistry | None = None) -> list[Metrics]:
     Views onto the existing series: whatever buckets and window they were made with.
     """
     store = _store_for(registry)
-    views = []
+    views: list[Metrics] = []
     for series in sorted(store.all_series(), key=lambda s: s.name):
-        views.append(Metrics.over(store, series))
+        views.append(_View(store, series))
     return views
 
 
@@ -313,15 +313,6 @@ class Metrics:
         self._bind(store, store.series_for(self.name, bounds, span, clock, exemplars))
         bridge.add(store, self.series)
 
-    @classmethod
-    def over(cls, store: Store, series: Series) -> Metrics:
-        """A view onto ``series`` of ``store`` as it is (its buckets, window and clock):
-        nothing checked, nothing registered. What :func:`live_metrics` returns."""
-        view = cls.__new__(cls)
-        view.name = series.name
-        view._bind(store, series)
-        return view
-
     def _bind(self, store: Store, series: Series) -> None:
         self._store = store
         self.series: Series = series
@@ -450,3 +441,14 @@ class Metrics:
             qps=w.qps,
             error_rate=w.error_ratio,
         )
+
+
+class _View(Metrics):
+    """A :class:`Metrics` onto a series of ``store`` as it is (its buckets, window and
+    clock): nothing checked, nothing registered. What :func:`live_metrics` returns."""
+
+    __slots__ = ()
+
+    def __init__(self, store: Store, series: Series) -> None:
+        self.name = series.name
+        self._bind(store, series)
