@@ -104,6 +104,7 @@ class HttpSeries:
         self.lock = threading.RLock()
 
     def _shard(self) -> _Shard:
+        """This thread's counts, made and registered on the thread's first recording."""
         try:
             shard: _Shard = self._local.shard
         except AttributeError:
@@ -117,10 +118,7 @@ class HttpSeries:
     def record(self, key: Key, duration: float, traced: bool) -> None:
         """One request in the histogram; ``traced``: keep an exemplar if a sampled span is
         current. Active requests are not touched (see :meth:`ended`)."""
-        try:
-            durations = self._local.shard[0]
-        except AttributeError:
-            durations = self._shard()[0]
+        durations = self._shard()[0]
         counts = durations.get(key)
         if counts is None:
             counts = durations[key] = self._new_counts()
@@ -144,23 +142,16 @@ class HttpSeries:
             return None
         started.n += 1
         if self.active_sinks:
-            for sink in self.active_sinks:
-                sink(started.akey, 1)
+            self._tell_active(started.akey, 1)
         return started.value
 
     def start_new(self, request: Hashable | None, akey: ActiveKey, value: Any) -> None:
         """A request starts, active under ``akey``; ``request``, if not None, is its start key
         and ``value`` what :meth:`start` returns for it on this thread from now on."""
-        try:
-            shard = self._local.shard
-        except AttributeError:
-            shard = self._shard()
-        starts = shard[4]
+        starts = self._shard()[4]
         if request is not None and len(starts) < _MAX_STARTS:
             starts[request] = _Started(akey, value)
-            if self.active_sinks:
-                for sink in self.active_sinks:
-                    sink(akey, 1)
+            self._tell_active(akey, 1)
         else:
             self.active(akey, 1)
 
@@ -194,10 +185,7 @@ class HttpSeries:
         """A request counted by ``active(..., 1)`` ended: recorded under ``key`` (its active
         key is ``key[:2]``); ``request``, if not None, stands for ``key`` on this thread from
         now on (see :meth:`ended`)."""
-        try:
-            shard = self._local.shard
-        except AttributeError:
-            shard = self._shard()
+        shard = self._shard()
         ended = shard[2]
         counts = ended.get(key)
         if counts is None:
@@ -231,19 +219,17 @@ class HttpSeries:
     def _tell_ended(self, key: Key, akey: ActiveKey, duration: float) -> None:
         for sink in self.sinks:
             sink(key, duration)
-        for active in self.active_sinks:
-            active(akey, -1)
+        self._tell_active(akey, -1)
 
     def active(self, key: ActiveKey, delta: int) -> None:
         """A request started (``+1``) or ended (``-1``)."""
-        try:
-            active = self._local.shard[1]
-        except AttributeError:
-            active = self._shard()[1]
+        active = self._shard()[1]
         active[key] = active.get(key, 0) + delta
-        if self.active_sinks:
-            for sink in self.active_sinks:
-                sink(key, delta)
+        self._tell_active(key, delta)
+
+    def _tell_active(self, key: ActiveKey, delta: int) -> None:
+        for sink in self.active_sinks:
+            sink(key, delta)
 
     def add_sink(
         self,
