@@ -29,6 +29,7 @@ from .._breaker.events import TRIP_REASONS, default_reason
 from .._breaker.protocol import counts_transitions
 from .._window import SlidingWindow
 from . import exemplars as ex
+from .held import Refs
 
 __all__ = [
     "AUTOMATIC_TRANSITIONS",
@@ -268,8 +269,8 @@ class Series:
         self._pending_at = 0.0
         self._tick_at = float("-inf")
         self._roll_at = float("-inf")
-        self.breakers: list[weakref.ref[Any]] = []
-        self.pools: list[weakref.ref[Any]] = []
+        self.breakers = Refs()
+        self.pools = Refs()
         self.pool_override: tuple[int, int, int] | None = None
         # The latest traced call per bucket; None: exemplars are off (or cannot exist).
         self.exemplars_wanted = exemplars
@@ -511,12 +512,8 @@ class Series:
 
     def attach_breaker(self, breaker: Any) -> None:
         with self.lock:
-            live = [ref for ref in self.breakers if ref() is not None]
-            if any(ref() is breaker for ref in live):
-                self.breakers = live
+            if not self.breakers.hold(breaker):
                 return
-            live.append(weakref.ref(breaker))
-            self.breakers = live
             for key in AUTOMATIC_TRANSITIONS:
                 self.transitions.setdefault(key, 0)
             for action in MANUAL_ACTIONS:
@@ -557,11 +554,7 @@ class Series:
 
     def breaker(self) -> Any | None:
         """The most recently attached breaker that is still alive."""
-        for ref in reversed(self.breakers):
-            breaker = ref()
-            if breaker is not None:
-                return breaker
-        return None
+        return self.breakers.newest()
 
     def breaker_view(self) -> tuple[str, dict[str, float]] | None:
         """``(state, seconds per state)`` of the live breaker, read now; None if there is none."""
@@ -575,15 +568,8 @@ class Series:
 
     def attach_pool(self, pool: Any) -> None:
         with self.lock:
-            live = [ref for ref in self.pools if ref() is not None]
-            if not any(ref() is pool for ref in live):
-                live.append(weakref.ref(pool))
-            self.pools = live
+            self.pools.hold(pool)
 
     def pool(self) -> Any | None:
         """The first attached pool that is still alive."""
-        for ref in self.pools:
-            pool = ref()
-            if pool is not None:
-                return pool
-        return None
+        return self.pools.first()
