@@ -8,6 +8,7 @@ import sys
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanContext
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -42,6 +43,11 @@ def test_the_probe_finds_opentelemetry_s_context_variable() -> None:
         assert current()
 
 
+def exemplar_of(ids: SpanContext, value: str) -> dict[str, str]:
+    """The exemplar a bucket shows for a span with ``ids`` and an observed ``value``."""
+    return {"trace_id": f"{ids.trace_id:032x}", "span_id": f"{ids.span_id:016x}", "value": value}
+
+
 def test_a_protected_call_in_a_sampled_span_leaves_an_exemplar_on_its_bucket() -> None:
     registry = CollectorRegistry()
     metrics = sg.Metrics(f"ex-{next(_names)}", registry=registry)
@@ -53,13 +59,7 @@ def test_a_protected_call_in_a_sampled_span_leaves_an_exemplar_on_its_bucket() -
     with QUIET.start_as_current_span("not sampled"):
         metrics.record_request(0.3, True)
     found = bucket_exemplars(registry, "switchgear_request_duration_seconds")
-    assert found == {
-        "0.05": {
-            "trace_id": f"{ids.trace_id:032x}",
-            "span_id": f"{ids.span_id:016x}",
-            "value": "0.03",
-        }
-    }
+    assert found == {"0.05": exemplar_of(ids, "0.03")}
 
 
 def test_exemplars_false_keeps_none() -> None:
@@ -78,13 +78,7 @@ def test_the_http_histogram_keeps_exemplars_per_series_and_bucket() -> None:
         http.record(key, 0.2, True)
         http.record(("GET", "http", "/other", "200", "1.1", ""), 0.2, False)  # exemplars off
     found = bucket_exemplars(registry, "http_server_request_duration_seconds")
-    assert found == {
-        "0.25": {
-            "trace_id": f"{span.get_span_context().trace_id:032x}",
-            "span_id": f"{span.get_span_context().span_id:016x}",
-            "value": "0.2",
-        }
-    }
+    assert found == {"0.25": exemplar_of(span.get_span_context(), "0.2")}
 
 
 def test_without_opentelemetry_there_is_no_check(monkeypatch: pytest.MonkeyPatch) -> None:
